@@ -1,0 +1,67 @@
+"""FlowNet2 checkpoint -> ONNX (inputs x1, x2; output flow), as in the Ascend guide.
+
+  python Flownet2_pth2onnx.py --batch_size 1 --input_path FlowNet2_checkpoint.pth.tar --out_path flownet2_bs1.onnx
+  python Flownet2_pth2onnx.py --init random --seed 0 --out_path standin.onnx   # stand-in weights
+"""
+import argparse
+import sys
+
+from flownet2.checkpoint import load_flownet2, save_checkpoint, stand_in_state_dict
+from flownet2.cli import run_main
+from flownet2.errors import Flownet2Error
+from flownet2.export import describe, export_onnx
+from flownet2.model import FlowNet2
+from flownet2.ops import CORRELATION_MODES
+from flownet2.provenance import STAND_IN_BANNER, official_label, stand_in_label
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_path", help="official FlowNet2_checkpoint.pth.tar (or a compatible state dict)")
+    p.add_argument("--out_path", required=True, help="ONNX file to write (parent folders are created)")
+    p.add_argument("--batch_size", type=int, default=1)
+    p.add_argument("--height", type=int, default=448)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--opset", type=int, default=11)
+    p.add_argument("--correlation", choices=CORRELATION_MODES, default="matmul",
+                   help="matmul: few nodes, fast (default); slices: 441 windows, the Ascend example's form")
+    p.add_argument("--init", choices=("checkpoint", "random"), default="checkpoint",
+                   help="random: seeded stand-in weights instead of --input_path (tests, demos)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stand-in weights")
+    p.add_argument("--save-checkpoint", metavar="PATH",
+                   help="also write the weights as an official-format checkpoint (legacy pickle)")
+    p.add_argument("--unsafe-pickle", action="store_true",
+                   help="allow full unpickling of the checkpoint: DANGEROUS, a crafted file can run code; "
+                        "only for trusted files that safe loading rejects")
+    args = p.parse_args(argv)
+    if args.init == "checkpoint" and not args.input_path:
+        p.error("--input_path is required (or --init random for stand-in weights)")
+    if args.init == "random" and args.input_path:
+        p.error("--input_path and --init random exclude each other")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = FlowNet2(corr_mode=args.correlation)
+    if args.init == "random":
+        model.load_state_dict(stand_in_state_dict(model, args.seed))
+        label = stand_in_label(args.seed)
+        print(STAND_IN_BANNER, file=sys.stderr)
+    else:
+        extras = load_flownet2(model, args.input_path, unsafe_pickle=args.unsafe_pickle)
+        label = official_label(args.input_path)
+        print(f"loaded {args.input_path} {extras}")
+    if args.save_checkpoint:
+        save_checkpoint(args.save_checkpoint, model.state_dict())
+        print(f"wrote checkpoint {args.save_checkpoint}")
+    if args.batch_size < 1:
+        raise Flownet2Error(f"--batch_size must be at least 1, got {args.batch_size}")
+    proto = export_onnx(model, args.out_path, args.batch_size, args.height, args.width, args.opset, label)
+    print(describe(proto, args.out_path))
+    print(f"weights: {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,126 @@
+"""Read NVIDIA's FlowNet2_checkpoint.pth.tar safely; make seeded stand-in weights in the same format.
+
+The official file is a legacy (non-zip) torch pickle of {'state_dict', 'epoch', 'best_EPE'}. Despite
+its name it is not a tar archive. We also accept a bare state dict, zip-format files and the
+`module.` prefix DataParallel adds.
+"""
+import math
+import os
+import pickle
+
+import torch
+
+from .errors import Flownet2Error
+from .fileio import atomic_write
+
+# What a download gone wrong usually leaves behind, by its first bytes.
+_NOT_A_CHECKPOINT = [
+    (b"<!DOCTYPE", "an HTML page (a failed or login-walled download?)"),
+    (b"<html", "an HTML page (a failed or login-walled download?)"),
+    (b"\x1f\x8b", "a gzip archive (unpack it first)"),
+    (b"{", "a JSON/text file"),
+]
+_SHOW = 5  # offending keys listed in an error
+
+
+def _sniff(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except FileNotFoundError:
+        raise Flownet2Error(f"{path}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise Flownet2Error(f"{path}: is a folder, expected a FlowNet2 .pth.tar checkpoint file") from None
+    if not head:
+        raise Flownet2Error(f"{path}: file is empty, expected a FlowNet2 checkpoint")
+    stripped = head.lstrip()
+    for magic, what in _NOT_A_CHECKPOINT:
+        if stripped[: len(magic)].lower() == magic.lower():
+            raise Flownet2Error(f"{path}: not a torch checkpoint, it is {what}")
+    if len(head) > 262 and head[257:262] == b"ustar":
+        raise Flownet2Error(f"{path}: a tar archive, not a torch checkpoint (extract the .pth/.pth.tar inside)")
+    if not (head.startswith(b"\x80") or head.startswith(b"PK\x03\x04")):
+        raise Flownet2Error(f"{path}: not a torch checkpoint (neither a legacy torch pickle nor a zip file)")
+
+
+def load_raw(path, unsafe_pickle=False):
+    """torch.load the file; weights_only unless the caller explicitly accepted arbitrary unpickling."""
+    path = os.fspath(path)
+    _sniff(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not unsafe_pickle)
+    except pickle.UnpicklingError as e:
+        if unsafe_pickle:
+            raise Flownet2Error(f"{path}: corrupt or truncated checkpoint ({e})") from None
+        raise Flownet2Error(
+            f"{path}: will not load with safe (weights_only) unpickling: {str(e).splitlines()[0]} "
+            "-- if you trust this file, rerun with --unsafe-pickle (it can run arbitrary code)") from None
+    except Exception as e:  # noqa: BLE001 - a corrupt pickle fails in many ways (struct, EOF, Key...)
+        raise Flownet2Error(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def extract_state_dict(obj, path="checkpoint"):
+    """The tensor dict inside a checkpoint object, with any `module.` prefix removed."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise Flownet2Error(f"{path}: holds no state dict (expected a dict of tensors or {{'state_dict': ...}})")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def check_state_dict(state, expected, path="checkpoint"):
+    """Raise one clear error if keys or shapes differ from `expected` (a model's state_dict)."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shaped = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if not (missing or unexpected or shaped):
+        return
+    parts = []
+    for name, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
+        if items:
+            more = f", ... {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+            parts.append(f"{len(items)} {name} ({', '.join(items[:_SHOW])}{more})")
+    raise Flownet2Error(
+        f"{path}: not a FlowNet2 checkpoint: expected {len(expected)} tensors, got {len(state)}; "
+        + "; ".join(parts))
+
+
+def load_flownet2(model, path, unsafe_pickle=False):
+    """Load the official (or compatible) checkpoint into `model`; returns the raw extras (epoch...)."""
+    raw = load_raw(path, unsafe_pickle)
+    state = extract_state_dict(raw, path)
+    check_state_dict(state, model.state_dict(), path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return {k: v for k, v in raw.items() if k != "state_dict"} if isinstance(raw, dict) and "state_dict" in raw else {}
+
+
+def stand_in_state_dict(model, seed):
+    """Seeded random weights for tests and demos, in `model`'s key order and shapes.
+
+    Weights are He-uniform times 0.9: flows reach ~20 px (so the warps really move) while the
+    network stays well conditioned (fp32 vs fp64 within ~5e-4 px; at gain 1.0 flows reach ~45 px
+    and fp32 rounding alone moves them by 1.5e-3 px). Biases small. Deterministic per seed and
+    independent of the torch global RNG.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, ref in model.state_dict().items():
+        if key.endswith("bias"):
+            t = (torch.rand(ref.shape, generator=gen) - 0.5) * 0.02
+        else:
+            fan_in = ref.shape[1] * ref[0, 0].numel()
+            if "deconv" in key or "upsampled" in key:  # ConvTranspose2d: (in, out, k, k)
+                fan_in = ref.shape[0] * ref[0, 0].numel() / 4  # stride 2: each output sees 1/4 of the taps
+            bound = 0.9 * math.sqrt(6.0 / fan_in)
+            t = (torch.rand(ref.shape, generator=gen) * 2 - 1) * bound
+        state[key] = t
+    return state
+
+
+def save_checkpoint(path, state_dict, epoch=0, best_epe=float("nan")):
+    """Write the official layout: a legacy (non-zip) pickle of {'state_dict', 'epoch', 'best_EPE'}."""
+    payload = {"state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+               "epoch": int(epoch), "best_EPE": float(best_epe)}
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f, _use_new_zipfile_serialization=False)

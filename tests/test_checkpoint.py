@@ -1,0 +1,127 @@
+"""Reading the official checkpoint format safely, and clear errors for everything else."""
+import collections
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from flownet2.checkpoint import (check_state_dict, extract_state_dict, load_flownet2, load_raw,
+                                 save_checkpoint, stand_in_state_dict)
+from flownet2.errors import Flownet2Error
+from flownet2.model import FlowNet2
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    """A stand-in checkpoint written in the official layout, plus the weights it holds."""
+    model = FlowNet2()
+    state = stand_in_state_dict(model, 7)
+    path = tmp_path_factory.mktemp("ckpt") / "FlowNet2_checkpoint.pth.tar"
+    save_checkpoint(path, state, epoch=3, best_epe=2.15)
+    return path, state
+
+
+def test_official_layout_is_legacy_pickle_and_round_trips(official):
+    path, state = official
+    head = path.read_bytes()[:2]
+    assert head == b"\x80\x02"  # legacy torch pickle (protocol 2), not a zip archive
+    model = FlowNet2()
+    extras = load_flownet2(model, path)
+    assert extras == {"epoch": 3, "best_EPE": 2.15}
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_stand_in_weights_are_seeded():
+    model = FlowNet2()
+    a, b, c = (stand_in_state_dict(model, s) for s in (1, 1, 2))
+    key = "flownetc.conv1.0.weight"
+    assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
+
+
+def test_accepts_bare_zip_state_dict_with_module_prefix(tmp_path):
+    state = {"module.conv.weight": torch.ones(2, 3), "module.conv.bias": torch.zeros(2)}
+    path = tmp_path / "dp.pth"
+    torch.save(state, path)  # zip format, DataParallel prefix, no wrapping dict
+    loaded = extract_state_dict(load_raw(path), path)
+    assert sorted(loaded) == ["conv.bias", "conv.weight"]
+
+
+def _expected():
+    return collections.OrderedDict((f"layer{i}.weight", torch.zeros(i + 1, 2)) for i in range(8))
+
+
+def test_mismatch_error_lists_counts_and_first_keys():
+    state = dict(_expected())
+    del state["layer0.weight"]
+    state["layer1.weight"] = torch.zeros(5, 5)
+    state.update({f"extra{i}": torch.zeros(1) for i in range(7)})
+    with pytest.raises(Flownet2Error) as err:
+        check_state_dict(state, _expected(), "x.pth")
+    msg = str(err.value)
+    assert "expected 8 tensors, got 14" in msg
+    assert "1 missing (layer0.weight)" in msg
+    assert "7 unexpected (extra0, extra1, extra2, extra3, extra4, ... 2 more)" in msg
+    assert "1 mis-shaped (layer1.weight (5, 5) != (2, 2))" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "HTML page"),
+    (b"", "empty"),
+    (b"hello world, not a model", "not a torch checkpoint"),
+])
+def test_non_checkpoints_are_named(tmp_path, content, needle):
+    path = tmp_path / "FlowNet2_checkpoint.pth.tar"
+    path.write_bytes(content)
+    with pytest.raises(Flownet2Error, match=needle):
+        load_raw(path)
+
+
+def test_real_tar_archive_is_named(tmp_path):
+    inner = tmp_path / "weights.pth"
+    inner.write_bytes(b"x" * 10)
+    path = tmp_path / "download.tar"
+    with tarfile.open(path, "w") as tar:
+        tar.add(inner, arcname="weights.pth")
+    with pytest.raises(Flownet2Error, match="tar archive"):
+        load_raw(path)
+
+
+def test_truncated_checkpoint(tmp_path, official):
+    src, _ = official
+    path = tmp_path / "cut.pth.tar"
+    with open(src, "rb") as f:
+        path.write_bytes(f.read(4096))
+    with pytest.raises(Flownet2Error, match="cut.pth.tar"):
+        load_flownet2(FlowNet2(), path)
+
+
+class Custom:  # an arbitrary object: weights_only unpickling must refuse it
+    pass
+
+
+def test_unsafe_objects_need_the_explicit_flag(tmp_path):
+    path = tmp_path / "pickled.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "args": Custom()}, path)
+    with pytest.raises(Flownet2Error, match="--unsafe-pickle"):
+        load_raw(path)
+    assert "state_dict" in load_raw(path, unsafe_pickle=True)
+
+
+def test_cli_bad_checkpoint_one_line_no_output(tmp_path):
+    bad = tmp_path / "FlowNet2_checkpoint.pth.tar"
+    bad.write_bytes(b"<html>404</html>")
+    out = tmp_path / "m.onnx"
+    run = subprocess.run([sys.executable, str(REPO / "Flownet2_pth2onnx.py"), "--input_path", str(bad),
+                          "--out_path", str(out)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "HTML page" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert list(tmp_path.iterdir()) == [bad]

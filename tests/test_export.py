@@ -1,0 +1,83 @@
+"""PyTorch vs ONNX Runtime on exported models (both correlation forms), through the real CLI."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from flownet2.checkpoint import stand_in_state_dict
+from flownet2.model import FlowNet2
+from flownet2.provenance import weights_label
+
+REPO = Path(__file__).resolve().parents[1]
+B, H, W = 2, 128, 192
+
+
+def _cli(*args, cwd):
+    run = subprocess.run([sys.executable, str(REPO / "Flownet2_pth2onnx.py"), *args], cwd=cwd,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Default export with stand-in weights (bare file name), then a slices export of the same
+    weights read back from an official-format checkpoint."""
+    work = tmp_path_factory.mktemp("export")
+    log = _cli("--init", "random", "--seed", "3", "--batch_size", str(B), "--height", str(H),
+               "--width", str(W), "--out_path", "flownet2_bs2.onnx", "--save-checkpoint", "ckpt/fn2.pth.tar",
+               cwd=work)
+    _cli("--input_path", "ckpt/fn2.pth.tar", "--batch_size", str(B), "--height", str(H), "--width", str(W),
+         "--correlation", "slices", "--out_path", "sub/dir/slices.onnx", cwd=work)
+    return work, log
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model = FlowNet2().eval()
+    model.load_state_dict(stand_in_state_dict(model, 3))
+    g = torch.Generator().manual_seed(11)
+    x1 = torch.randn(B, 3, H, W, generator=g) * 0.3
+    x2 = torch.roll(x1, (2, -4), dims=(2, 3)) + 0.05 * torch.randn(B, 3, H, W, generator=g)
+    with torch.no_grad():
+        flow = model(x1, x2).numpy()
+    assert np.abs(flow).max() > 5.0  # flows of several pixels: the warps really move
+    return x1.numpy(), x2.numpy(), flow
+
+
+def _run(path, x1, x2):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(["flow"], {"x1": x1, "x2": x2})[0]
+
+
+def test_default_export_contract(exported):
+    work, log = exported
+    path = work / "flownet2_bs2.onnx"
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto)
+    io = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in
+          list(proto.graph.input) + list(proto.graph.output)}
+    assert io == {"x1": [B, 3, H, W], "x2": [B, 3, H, W], "flow": [B, 2, H, W]}
+    assert proto.opset_import[0].version == 11
+    assert not any(n.op_type == "GridSample" for n in proto.graph.node)
+    assert len(proto.graph.node) <= 800
+    assert weights_label(path) == "stand-in:seed=3"
+    assert "nodes" in log and "MatMul" in log and "MiB" in log and "STAND-IN" in log
+
+
+@pytest.mark.parametrize("name", ["flownet2_bs2.onnx", "sub/dir/slices.onnx"])
+def test_onnxruntime_matches_pytorch(exported, reference, name):
+    work, _ = exported
+    x1, x2, flow = reference
+    diff = np.abs(_run(work / name, x1, x2) - flow).max()
+    assert diff <= 1e-3
+
+
+def test_checkpoint_export_is_labelled_official(exported):
+    work, _ = exported
+    assert weights_label(work / "sub/dir/slices.onnx") == "official:fn2.pth.tar"
