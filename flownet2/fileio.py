@@ -14,6 +14,11 @@ def atomic_write(path, mode="wb"):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        # mkstemp makes 0600 files; give the usual 0666 & ~umask so ais_bench running as another
+        # user on an Ascend host can still read what we wrote.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,295 @@
+"""The `.bin` batch layout of the Ascend guide, and the manifest that makes it self-describing.
+
+    <out>/image1/{k}.bin   float32 (bs, 3, H, W), C order: first frames of batch k, normalised
+    <out>/image2/{k}.bin   same for the second frames
+    <out>/gt/{i}.bin       float32 (H, W, 2), HWC: pair i's ORIGINAL ground truth, zero-padded at the
+                           bottom/right to the model size (in both size protocols, so it is lossless)
+    <out>/manifest.json    every pair's scene, frame, sources, batch file and slot, sizes, protocol
+
+Pair i sits in batch i // bs, slot i % bs; a short last batch is filled by repeating its first
+sample, and the manifest marks those slots as filler. Later stages read the manifest, never the
+file names or their sort order.
+"""
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+from tqdm import tqdm
+
+from . import sintel
+from .errors import Flownet2Error
+from .fileio import atomic_write
+from .flo import read_flo, read_flo_size
+
+FORMAT = "flownet2-batches"
+VERSION = 1
+MANIFEST = "manifest.json"
+FOLDERS = ("image1", "image2", "gt")
+NORMALISATION = ("per pair and channel: (pixel - mean over both frames' real pixels) / 255; "
+                 "padding (value 0) added after normalising")
+_BATCH_FILE = re.compile(r"^\d+\.bin$")
+
+
+def _pair_size(pair):
+    """The pair's (h, w), after checking both frames and the flow agree on it."""
+    size = read_flo_size(pair.flow)
+    for image in (pair.image1, pair.image2):
+        if sintel.image_size(image) != size:
+            h, w = sintel.image_size(image)
+            raise Flownet2Error(
+                f"{image}: frame is {w}x{h} but its flow {pair.flow} is {size[1]}x{size[0]}"
+            )
+    return size
+
+
+def plan(pairs, batch_size, resize_mode, dataset, pass_name):
+    """The manifest for `pairs` (a list of sintel.Pair): batch and slot of each, sizes, protocol."""
+    if batch_size < 1:
+        raise Flownet2Error(f"--batch_size must be at least 1, got {batch_size}")
+    if resize_mode not in sintel.InputPadder.MODES:
+        raise Flownet2Error(f"unknown resize mode {resize_mode!r} (choose pad or resize)")
+    sizes = [_pair_size(p) for p in tqdm(pairs, desc="checking sizes", unit="pair")]
+    # one static model size for the whole run: the exported model has fixed input dims
+    model = sintel.model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
+    entries = [{
+        "index": i, "scene": p.scene, "frame": p.frame, "name": p.name,
+        "batch": i // batch_size, "slot": i % batch_size, "size": list(size),
+        "image1": p.image1, "image2": p.image2, "flow": p.flow,
+        "occlusions": p.occlusions, "invalid": p.invalid, "gt": f"gt/{i}.bin",
+    } for i, (p, size) in enumerate(zip(pairs, sizes))]
+    batches = []
+    for k in range(0, len(pairs), batch_size):
+        real = list(range(k, min(k + batch_size, len(pairs))))
+        filler = list(range(len(real), batch_size))
+        batches.append({"batch": k // batch_size, "slots": real + [real[0]] * len(filler),
+                        "filler_slots": filler})
+    return {
+        "format": FORMAT, "version": VERSION, "complete": False,
+        "dataset": sintel.training_root(dataset), "pass": pass_name, "resize_mode": resize_mode,
+        "normalisation": NORMALISATION, "batch_size": batch_size,
+        "num_pairs": len(pairs), "num_batches": len(batches), "model_size": list(model),
+        "image_layout": "float32 (batch_size, 3, H, W), C order, RGB",
+        "gt_layout": "float32 (H, W, 2), HWC, original ground truth zero-padded to the model size",
+        "prediction_layout": "float32 (batch_size, 2, H, W), channel 0 = u, 1 = v",
+        "pairs": entries, "batches": batches,
+    }
+
+
+def image_bytes(manifest):
+    height, width = manifest["model_size"]
+    return manifest["batch_size"] * 3 * height * width * 4
+
+
+def gt_bytes(manifest):
+    height, width = manifest["model_size"]
+    return height * width * 2 * 4
+
+
+def expected_files(manifest):
+    """{relative path: size in bytes} of every data file the manifest describes."""
+    files = {}
+    for b in manifest["batches"]:
+        for folder in ("image1", "image2"):
+            files[f"{folder}/{b['batch']}.bin"] = image_bytes(manifest)
+    for p in manifest["pairs"]:
+        files[p["gt"]] = gt_bytes(manifest)
+    return files
+
+
+def write_manifest(path, manifest):
+    with atomic_write(path, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+
+
+_REQUIRED = ("dataset", "pass", "resize_mode", "batch_size", "num_pairs", "num_batches",
+             "model_size", "pairs", "batches")
+
+
+def load_manifest(path):
+    """Read a manifest, refusing clearly one this version does not understand."""
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise Flownet2Error(f"{path}: manifest not found (written by Flownet2_preprocess.py)") from None
+    except (OSError, ValueError) as e:
+        raise Flownet2Error(f"{path}: not a readable manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise Flownet2Error(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("version") != VERSION:
+        raise Flownet2Error(f"{path}: manifest version {manifest.get('version')!r} not understood "
+                            f"(this version reads {VERSION}); rerun Flownet2_preprocess.py")
+    missing = [k for k in _REQUIRED if k not in manifest]
+    if missing:
+        raise Flownet2Error(f"{path}: manifest lacks {', '.join(missing)}")
+    return manifest
+
+
+def _same_plan(a, b):
+    strip = lambda m: json.dumps({k: v for k, v in m.items() if k != "complete"}, sort_keys=True)
+    return strip(a) == strip(b)
+
+
+def _numbered_bins(output):
+    """Batch-named files (`{n}.bin`) already in the output's data folders."""
+    found = []
+    for folder in FOLDERS:
+        d = os.path.join(output, folder)
+        if os.path.isdir(d):
+            found += [os.path.join(d, e) for e in os.listdir(d) if _BATCH_FILE.match(e)]
+    return found
+
+
+def _intact(output, files):
+    intact = set()
+    for rel, size in files.items():
+        try:
+            if os.path.getsize(os.path.join(output, rel)) == size:
+                intact.add(rel)
+        except OSError:
+            pass
+    return intact
+
+
+def _gb(n):
+    return f"{n / 1e9:.2f} GB"
+
+
+def prepare_output(output, manifest):
+    """Make `output` ready for `manifest`; return the set of files already finished and intact.
+
+    A rerun with the same plan keeps the files of the right size (writes are atomic, so a file of
+    the right size is complete). A different earlier plan's batch files are removed: ais_bench
+    would otherwise infer every stale `{k}.bin` left in image1/. Checks the disk space first.
+    """
+    output = os.path.abspath(os.fspath(output))
+    os.makedirs(output, exist_ok=True)
+    manifest_path = os.path.join(output, MANIFEST)
+    old = None
+    if os.path.exists(manifest_path):
+        try:
+            old = load_manifest(manifest_path)
+        except Flownet2Error as e:
+            raise Flownet2Error(f"{e}; choose an empty --output folder") from None
+    files = expected_files(manifest)
+    same = old is not None and _same_plan(old, manifest)
+    stale = [] if same else _numbered_bins(output)
+    if stale and old is None:
+        raise Flownet2Error(f"{output}: holds {len(stale)} .bin file(s) but no {MANIFEST} "
+                            f"(e.g. {stale[0]}); choose an empty --output folder")
+    intact = _intact(output, files) if same else set()
+    needed = sum(size for rel, size in files.items() if rel not in intact)
+    free = shutil.disk_usage(output).free + sum(os.path.getsize(p) for p in stale)
+    if needed > free:
+        raise Flownet2Error(f"{output}: needs {_gb(needed)} for {manifest['num_pairs']} pairs at "
+                            f"batch {manifest['batch_size']}, only {_gb(free)} free")
+    for p in stale:
+        os.remove(p)
+    write_manifest(manifest_path, manifest)
+    return intact
+
+
+def frame_reader():
+    """read_rgb that keeps the last two frames: pair N's second frame is often pair N+1's first."""
+    recent = {}
+
+    def read(path):
+        if path not in recent:
+            if len(recent) >= 2:
+                recent.pop(next(iter(recent)))
+            recent[path] = sintel.read_rgb(path)
+        return recent[path]
+    return read
+
+
+def _read_frames(entry, read):
+    img1, img2 = read(entry["image1"]), read(entry["image2"])
+    for path, img in ((entry["image1"], img1), (entry["image2"], img2)):
+        if list(img.shape[:2]) != entry["size"]:
+            raise Flownet2Error(f"{path}: frame is {img.shape[1]}x{img.shape[0]}, the manifest "
+                                f"says {entry['size'][1]}x{entry['size'][0]}; rerun preprocess")
+    return img1, img2
+
+
+def batch_arrays(manifest, batch, read=sintel.read_rgb):
+    """(x1, x2) of one batch entry, each (bs, 3, H, W) float32, filler slots repeating."""
+    bs, (height, width) = manifest["batch_size"], manifest["model_size"]
+    x1 = np.empty((bs, 3, height, width), np.float32)
+    x2 = np.empty_like(x1)
+    first_slot = {}
+    for slot, i in enumerate(batch["slots"]):
+        if i in first_slot:  # a filler repeats a sample already in this batch
+            x1[slot], x2[slot] = x1[first_slot[i]], x2[first_slot[i]]
+            continue
+        entry = manifest["pairs"][i]
+        padder = sintel.InputPadder(entry["size"], (height, width), manifest["resize_mode"])
+        # pad mode normalises straight into the batch slot's corner: no extra copy
+        a, b = sintel.normalise_pair(*_read_frames(entry, read), padder.corner(x1[slot]),
+                                     padder.corner(x2[slot]))
+        padder.pad(a, out=x1[slot])
+        padder.pad(b, out=x2[slot])
+        first_slot[i] = slot
+    return x1, x2
+
+
+def gt_array(manifest, entry):
+    """Pair `entry`'s ground truth as (H, W, 2) float32: the original flow, zero-padded."""
+    flow = read_flo(entry["flow"])
+    h, w = entry["size"]
+    if flow.shape[:2] != (h, w):
+        raise Flownet2Error(f"{entry['flow']}: flow is {flow.shape[1]}x{flow.shape[0]}, "
+                            f"the manifest says {w}x{h}; rerun preprocess")
+    gt = np.zeros(tuple(manifest["model_size"]) + (2,), np.float32)
+    gt[:h, :w] = flow
+    return gt
+
+
+def _save_array(path, array):
+    with atomic_write(path, "wb") as f:
+        f.write(np.ascontiguousarray(array).data)
+
+
+def write_batches(output, manifest, intact=frozenset()):
+    """Write every batch and ground-truth file not already in `intact`; returns (written, kept)."""
+    output = os.fspath(output)
+    written = kept = 0
+    read = frame_reader()
+    for batch in tqdm(manifest["batches"], desc="preprocess", unit="batch"):
+        k = batch["batch"]
+        names = [f"image1/{k}.bin", f"image2/{k}.bin"]
+        if all(n in intact for n in names):
+            kept += 2
+        else:
+            for name, array in zip(names, batch_arrays(manifest, batch, read)):
+                _save_array(os.path.join(output, name), array)
+            written += 2
+        for i in sorted(set(batch["slots"])):
+            entry = manifest["pairs"][i]
+            if entry["gt"] in intact:
+                kept += 1
+                continue
+            _save_array(os.path.join(output, entry["gt"]), gt_array(manifest, entry))
+            written += 1
+    manifest["complete"] = True
+    write_manifest(os.path.join(output, MANIFEST), manifest)
+    return written, kept
+
+
+def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resize_mode="pad",
+               strict=False, warn=None):
+    """Find the pairs, plan, write. `warn(line)` receives the missing-frames warning."""
+    pairs, skipped = sintel.find_pairs(dataset, pass_name, scenes)
+    if skipped:
+        if strict:
+            raise Flownet2Error(f"{sintel.training_root(dataset)}: {sintel.skipped_message(skipped)}"
+                                " (--strict)")
+        if warn is not None:
+            warn(sintel.skipped_message(skipped))
+    manifest = plan(pairs, batch_size, resize_mode, dataset, pass_name)
+    intact = prepare_output(output, manifest)
+    written, kept = write_batches(output, manifest, intact)
+    return manifest, written, kept

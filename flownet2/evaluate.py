@@ -1,0 +1,276 @@
+"""Score the runner's predictions against the original ground truth, pair by pair, via the manifest.
+
+Predictions are named as ais_bench writes them: `{k}_0.bin` (raw float32 (bs, 2, H, W)) or
+`{k}_0.npy`, one per input batch file `{k}.bin`. Each pair is found through its batch and slot in
+the manifest; filler slots are skipped; padding or resizing is undone before scoring.
+"""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from . import metrics, provenance, sintel, visualize
+from .batches import gt_bytes, load_manifest
+from .errors import Flownet2Error
+from .fileio import atomic_write
+from .flo import write_flo
+
+REPORT_FORMAT = "flownet2-metrics"
+REPORT_VERSION = 1
+
+
+def open_manifest(gt_path, manifest_path=None, batch_size=None):
+    """The manifest beside `gt_path` (or at `manifest_path`), checked to be complete and to match."""
+    path = manifest_path or os.path.join(os.path.dirname(os.path.abspath(gt_path)), "manifest.json")
+    manifest = load_manifest(path)
+    if not manifest.get("complete"):
+        raise Flownet2Error(f"{path}: preprocessing did not finish; rerun Flownet2_preprocess.py")
+    if batch_size is not None and batch_size != manifest["batch_size"]:
+        raise Flownet2Error(f"--batch_size {batch_size} does not match {path} (batch_size "
+                            f"{manifest['batch_size']}): pass --batch_size {manifest['batch_size']}")
+    return manifest
+
+
+def _prediction_shape(manifest):
+    return (manifest["batch_size"], 2) + tuple(manifest["model_size"])
+
+
+def _check_prediction(output_path, k, shape):
+    """The path of batch k's prediction, or the one-line problem with it."""
+    expected = int(np.prod(shape)) * 4
+    bin_path = os.path.join(output_path, f"{k}_0.bin")
+    npy_path = os.path.join(output_path, f"{k}_0.npy")
+    if os.path.isfile(bin_path):
+        actual = os.path.getsize(bin_path)
+        if actual == expected:
+            return bin_path, None
+        hint = " (float16 output? convert it to float32)" if 2 * actual == expected else ""
+        return None, (f"{bin_path}: expected {expected} bytes (float32 "
+                      f"{'x'.join(map(str, shape))}), actual {actual}{hint}")
+    if os.path.isfile(npy_path):
+        try:
+            arr = np.load(npy_path, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            return None, f"{npy_path}: not a readable .npy file ({e})"
+        if arr.shape != shape or arr.dtype.kind != "f":
+            return None, (f"{npy_path}: expected float32 shape {shape}, "
+                          f"actual {arr.dtype} shape {arr.shape}")
+        return npy_path, None
+    return None, (f"{bin_path}: missing: expected {expected} bytes (float32 "
+                  f"{'x'.join(map(str, shape))}); nothing at {os.path.basename(npy_path)} either")
+
+
+def check_predictions(manifest, output_path):
+    """{batch: path} for every batch, after checking them all; one error line for the first bad one."""
+    if not os.path.isdir(output_path):
+        raise Flownet2Error(f"{output_path}: prediction folder not found")
+    shape = _prediction_shape(manifest)
+    found, problems = {}, []
+    for b in manifest["batches"]:
+        path, problem = _check_prediction(output_path, b["batch"], shape)
+        if problem:
+            problems.append(problem)
+        found[b["batch"]] = path
+    if problems:
+        count = f"{len(problems)} of {len(found)} prediction files bad; first: " if len(problems) > 1 else ""
+        raise Flownet2Error(count + problems[0])
+    return found
+
+
+def check_gt(manifest, gt_path):
+    """{pair index: path} of every ground-truth file, after checking their sizes."""
+    expected = gt_bytes(manifest)
+    paths = {}
+    for p in manifest["pairs"]:
+        path = os.path.join(gt_path, f"{p['index']}.bin")
+        actual = os.path.getsize(path) if os.path.isfile(path) else None
+        if actual != expected:
+            height, width = manifest["model_size"]
+            raise Flownet2Error(f"{path}: expected {expected} bytes (float32 {height}x{width}x2), "
+                                f"actual {'missing' if actual is None else actual}")
+        paths[p["index"]] = path
+    return paths
+
+
+def _map(path, dtype, shape):
+    """A read-only array over the file's bytes: no copy and no fresh allocation per file, which
+    on a 3.7 MB file costs more than reading it (page faults on new memory)."""
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape).view(np.ndarray)
+
+
+def read_prediction(path, shape):
+    if path.endswith(".npy"):
+        return np.load(path).astype(np.float32, copy=False)
+    return _map(path, "<f4", shape)
+
+
+def read_gt(path, manifest, entry):
+    """Pair `entry`'s original-resolution ground truth, (h, w, 2)."""
+    height, width = manifest["model_size"]
+    h, w = entry["size"]
+    return _map(path, "<f4", (height, width, 2))[:h, :w]
+
+
+def _occlusions(entry):
+    """The pair's occlusion mask, or None (none in the dataset, or gone since preprocessing)."""
+    path = entry.get("occlusions")
+    if not path or not os.path.isfile(path):
+        return None
+    mask = sintel.read_mask(path)
+    if list(mask.shape) != entry["size"]:
+        raise Flownet2Error(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                            f"the pair is {entry['size'][1]}x{entry['size'][0]}")
+    return mask
+
+
+def _load_batch(manifest, batch, prediction_path, gt_paths):
+    """Everything one batch needs from disk: its predictions, each real pair's gt and mask."""
+    predictions = read_prediction(prediction_path, _prediction_shape(manifest))
+    pairs = []
+    for slot, i in enumerate(batch["slots"]):
+        if slot in batch["filler_slots"]:
+            continue
+        entry = manifest["pairs"][i]
+        if (entry["batch"], entry["slot"]) != (batch["batch"], slot):
+            raise Flownet2Error(f"manifest: pair {i} listed in batch {batch['batch']} slot {slot} "
+                                f"but records batch {entry['batch']} slot {entry['slot']}")
+        pairs.append((entry, predictions[slot], read_gt(gt_paths[i], manifest, entry),
+                      _occlusions(entry)))
+    return pairs
+
+
+def iter_pairs(manifest, gt_path, output_path):
+    """Yield (entry, prediction, ground truth, occlusion mask or None) pair by pair, in pair order.
+
+    Flows are (h, w, 2) at the original size. (Reading batch k+1 in a second thread while batch
+    k is scored was tried: GIL hand-overs made it 2-3x slower on two cores.)
+    """
+    predictions = check_predictions(manifest, output_path)
+    gts = check_gt(manifest, gt_path)
+    for b in manifest["batches"]:
+        for entry, prediction, gt, occ in _load_batch(manifest, b, predictions[b["batch"]], gts):
+            padder = sintel.InputPadder(entry["size"], manifest["model_size"], manifest["resize_mode"])
+            yield entry, padder.unpad(prediction).transpose(1, 2, 0), gt, occ
+
+
+def evaluate(manifest, gt_path, output_path, vis_dir=None, vis_count=None, save_flo_dir=None):
+    """Per-pair metric rows (sorted by pair index) and a list of warning lines."""
+    rows, missing_masks = [], []
+    pairs = iter_pairs(manifest, gt_path, output_path)
+    for n, (entry, flow, gt, occ) in enumerate(tqdm(pairs, total=manifest["num_pairs"],
+                                                    desc="postprocess", unit="pair")):
+        if entry.get("occlusions") and occ is None:
+            missing_masks.append(entry["occlusions"])
+        row = {k: entry[k] for k in ("index", "scene", "frame", "name", "batch", "slot")}
+        row.update(metrics.compute_metrics(flow, gt, occ))
+        rows.append(row)
+        if vis_dir and (vis_count is None or n < vis_count):
+            picture = visualize.side_by_side(sintel.read_rgb(entry["image1"]), flow, gt)
+            visualize.save_png(os.path.join(vis_dir, f"{entry['scene']}_{entry['name']}.png"), picture)
+        if save_flo_dir:
+            write_flo(os.path.join(save_flo_dir, manifest["pass"], entry["scene"],
+                                   entry["name"] + ".flo"), flow)
+    warnings = []
+    if missing_masks:
+        warnings.append(f"{len(missing_masks)} occlusion mask(s) named in the manifest not found, "
+                        f"those pairs have no occ/noc EPE (first: {missing_masks[0]})")
+    return sorted(rows, key=lambda r: r["index"]), warnings
+
+
+def _model_in_args(args):
+    """The --model value of a runner summary's "args": a dict (ais_bench) or an argv list (ours)."""
+    if isinstance(args, dict):
+        return args.get("model")
+    if isinstance(args, list):
+        for n, arg in enumerate(args):
+            if arg == "--model" and n + 1 < len(args):
+                return args[n + 1]
+            if isinstance(arg, str) and arg.startswith("--model="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def run_weights(output_path, model=None):
+    """(label or None, model path or None): from --model, else from the runner's summary json.
+
+    The summary `<output_path>_summary.json` names the model in its args; when that file has
+    moved, the label our runner copies into the summary itself is used.
+    """
+    if model:
+        if not os.path.exists(model):
+            raise Flownet2Error(f"{model}: --model file not found")
+        return provenance.weights_label(model), model
+    folder = os.path.normpath(os.path.abspath(output_path))
+    summary_path = os.path.join(os.path.dirname(folder), os.path.basename(folder) + "_summary.json")
+    try:
+        with open(summary_path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None, None  # no (readable) summary: provenance stays unknown, the caller says so
+    if not isinstance(summary, dict):
+        return None, None
+    model = _model_in_args(summary.get("args"))
+    if model and not os.path.isabs(model) and not os.path.exists(model):
+        model = os.path.join(os.path.dirname(summary_path), model)
+    label = provenance.weights_label(model) if model else None
+    return label or summary.get(provenance.KEY), model
+
+
+def _clean(x):
+    """JSON has no NaN: absent or undefined numbers become null."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    return x
+
+
+def build_report(manifest, rows, weights=None, model=None, **paths):
+    """The metrics.json content: run description, overall and per-scene summaries."""
+    return _clean({
+        "format": REPORT_FORMAT, "version": REPORT_VERSION, "samples": len(rows),
+        "weights": weights, "model": model, "pass": manifest["pass"],
+        "resize_mode": manifest["resize_mode"], "batch_size": manifest["batch_size"],
+        "model_size": manifest["model_size"], **paths,
+        "overall": metrics.summarise(rows), "scenes": metrics.per_scene(rows),
+    })
+
+
+CSV_COLUMNS = ("index", "scene", "frame", "name", "batch", "slot", "epe", "px1", "px3", "px5",
+               "epe_occ", "epe_noc", "n_valid", "n_occ", "n_noc")
+
+
+def write_report(report_dir, report, rows):
+    """metrics.json and per_pair.csv into `report_dir`; returns their paths."""
+    json_path = os.path.join(report_dir, "metrics.json")
+    csv_path = os.path.join(report_dir, "per_pair.csv")
+    with atomic_write(json_path, "w") as f:
+        json.dump(report, f, indent=1, allow_nan=False)
+        f.write("\n")
+    with atomic_write(csv_path, "w") as f:
+        out = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        out.writeheader()
+        for r in rows:
+            out.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                          for k, v in r.items()})
+    return json_path, csv_path
+
+
+def _cell(x, percent=False):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.2f}" if percent else f"{x:.4f}"
+
+
+def format_table(report):
+    """Per scene and overall: pairs, EPE, px1/3/5 (%), EPE occ / noc."""
+    head = (f"{'scene':<18}{'pairs':>6}{'EPE':>9}{'px1 %':>8}{'px3 %':>8}{'px5 %':>8}"
+            f"{'EPE occ':>9}{'EPE noc':>9}")
+    line = lambda name, s: (f"{name:<18}{s['pairs']:>6}{_cell(s['epe']):>9}"
+                            + "".join(f"{_cell(s[k], True):>8}" for k in ("px1", "px3", "px5"))
+                            + f"{_cell(s['epe_occ']):>9}{_cell(s['epe_noc']):>9}")
+    lines = [head] + [line(name, s) for name, s in report["scenes"].items()]
+    return "\n".join(lines + ["-" * len(head), line("all", report["overall"])])
