@@ -53,9 +53,10 @@ def _correlation_matmul(f1, f2, max_disp, stride2):
     f1r = f1.permute(0, 2, 3, 1) / c  # B,H,W,C; the 1/C of the mean folded in once
     f2p = F.pad(f2, (p, p, p, p)).permute(0, 2, 1, 3)  # B,H+2p,C,W+2p
     # Flat index into the W x (W+2p) product of one row: column x + p + dx of row x.
-    xs = torch.arange(w).unsqueeze(1)
-    cols = xs + p + torch.tensor(offsets).unsqueeze(0)
-    index = (xs * wp + cols).to(f1.device)  # W x D
+    # Built on f1's device: a host-to-device copy here would break CUDA graph capture.
+    xs = torch.arange(w, device=f1.device).unsqueeze(1)
+    cols = xs + p + torch.arange(-max_disp, max_disp + 1, stride2, device=f1.device).unsqueeze(0)
+    index = xs * wp + cols  # W x D
     rows = []
     for dy in offsets:
         f2row = f2p[:, p + dy : p + dy + h]  # B,H,C,W+2p
