@@ -22,8 +22,8 @@ from torch.utils._pytree import tree_leaves
 
 from .checkpoint import load_flownet2, stand_in_state_dict
 from .errors import Flownet2Error
-from .model import DIV_FLOW, FlowNet2, _up4, check_input_size
-from .ops import CORRELATION_MODES, channel_norm, warp
+from .model import FlowNet2, check_input_size
+from .ops import CORRELATION_MODES
 from .provenance import official_label, stand_in_label
 
 PRECISIONS = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -76,10 +76,8 @@ class MixedFlowNet2(nn.Module):
     Why float32 between them: the warp samples at absolute pixel coordinates (up to ~1024, where fp16
     steps by 0.5 px), and channel_norm squares flows of hundreds of px (fp16 overflows at 65504). So
     each sub-network gets its input cast down and hands back a float32 flow (its flow head is a
-    Float32Conv2d), and the glue below (upsampling, warps, channel norms, concats) mirrors
-    FlowNet2.forward in float32. With dtype float32 it computes exactly what FlowNet2.forward does
-    (tests/test_gpu.py checks that, so the two cannot drift apart unnoticed).
-    Takes ownership of `model`: its sub-networks are converted in place.
+    Float32Conv2d), and FlowNet2.forward's glue (upsampling, warps, channel norms, concats) runs in
+    float32 (FlowNet2.subnet_dtype). Takes ownership of `model`: its sub-networks are converted in place.
     """
 
     def __init__(self, model, dtype=torch.float16):
@@ -92,28 +90,10 @@ class MixedFlowNet2(nn.Module):
             model.to(dtype)
             for (sub, head), module in zip(FLOW_HEADS, heads):
                 setattr(getattr(model, sub), head, module)
-
-    def _sub(self, net, inp):
-        return net(inp.to(self.dtype)).float()
+            model.subnet_dtype = dtype
 
     def forward(self, x1, x2):
-        net = self.net
-        x1, x2 = x1.float(), x2.float()
-        x = torch.cat((x1, x2), 1)
-
-        def refine(sub, flow):
-            warped = warp(x2, flow)
-            err = channel_norm(x1 - warped)
-            return self._sub(sub, torch.cat((x, warped, flow / DIV_FLOW, err), 1))
-
-        fc = _up4(self._sub(net.flownetc, x) * DIV_FLOW, "bilinear")
-        fs1 = _up4(refine(net.flownets_1, fc) * DIV_FLOW, "bilinear")
-        fs2 = _up4(refine(net.flownets_2, fs1) * DIV_FLOW, "nearest")
-        fsd = _up4(self._sub(net.flownets_d, x) / DIV_FLOW, "nearest")  # divided: see FlowNet2.forward
-        err_sd = channel_norm(x1 - warp(x2, fsd))
-        err_s2 = channel_norm(x1 - warp(x2, fs2))
-        fused_in = torch.cat((x1, fsd, fs2, channel_norm(fsd), channel_norm(fs2), err_sd, err_s2), 1)
-        return self._sub(net.flownetfusion, fused_in)
+        return self.net(x1.float(), x2.float())
 
 
 def prepare(model, device, precision="fp16", channels_last=True):

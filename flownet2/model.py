@@ -204,6 +204,14 @@ class FlowNet2(nn.Module):
         self.flownets_2 = FlowNetS()
         self.flownets_d = FlowNetSD()
         self.flownetfusion = FlowNetFusion()
+        # gpu.py sets this to run the five sub-networks in fp16/bf16; the glue between them (warps,
+        # channel norms, upsampling) always stays float32. None: everything in the input's dtype.
+        self.subnet_dtype = None
+
+    def _subnet(self, net, inp):
+        if self.subnet_dtype is None:
+            return net(inp)
+        return net(inp.to(self.subnet_dtype)).float()
 
     @property
     def corr_mode(self):
@@ -223,14 +231,14 @@ class FlowNet2(nn.Module):
             # Warp frame 2 by the current estimate and feed the residual to the next FlowNetS.
             warped = warp(img1, flow)
             err = channel_norm(img0 - warped)
-            return net(torch.cat((x, warped, flow / DIV_FLOW, err), 1))
+            return self._subnet(net, torch.cat((x, warped, flow / DIV_FLOW, err), 1))
 
-        fc = _up4(self.flownetc(x) * DIV_FLOW, "bilinear")
+        fc = _up4(self._subnet(self.flownetc, x) * DIV_FLOW, "bilinear")
         fs1 = _up4(refine(self.flownets_1, fc) * DIV_FLOW, "bilinear")
         fs2 = _up4(refine(self.flownets_2, fs1) * DIV_FLOW, "nearest")
         # Divided, not multiplied: mirrors the Caffe model; the trained fusion weights expect it.
-        fsd = _up4(self.flownets_d(x) / DIV_FLOW, "nearest")
+        fsd = _up4(self._subnet(self.flownets_d, x) / DIV_FLOW, "nearest")
         err_sd = channel_norm(img0 - warp(img1, fsd))
         err_s2 = channel_norm(img0 - warp(img1, fs2))
         fused_in = torch.cat((img0, fsd, fs2, channel_norm(fsd), channel_norm(fs2), err_sd, err_s2), 1)
-        return self.flownetfusion(fused_in)
+        return self._subnet(self.flownetfusion, fused_in)

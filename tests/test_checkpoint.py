@@ -1,6 +1,5 @@
 """Reading the official checkpoint format safely, and clear errors for everything else."""
 import collections
-import io
 import subprocess
 import sys
 import tarfile
