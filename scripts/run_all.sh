@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# FlowNet2 on MPI-Sintel, the Ascend guide's whole chain in one command:
+#   preprocess -> export -> onnxsim -> fix_onnx -> (atc + ais_bench | ONNX Runtime runner)
+#   -> postprocess (EPE) -> performance run
+#
+#   bash scripts/run_all.sh          # nothing needed: synthetic Sintel + seeded STAND-IN weights
+#   bash scripts/run_all.sh --dataset MPI-Sintel/training --checkpoint FlowNet2_checkpoint.pth.tar
+#
+# Flags:
+#   --dataset DIR        Sintel training folder (default: a small synthetic one made in the work folder)
+#   --pass clean|final   default clean
+#   --checkpoint FILE    FlowNet2_checkpoint.pth.tar (default: stand-in weights, seed 0, flagged loudly)
+#   --batch-size N       default 1; used by every stage
+#   --soc NAME           e.g. Ascend310P3 (default: read from npu-smi by scripts/atc.sh)
+#   --backend B          auto (default: ascend when atc and ais_bench are installed) | ascend | onnxruntime
+#   --workdir DIR        default ./flownet2_work
+#   --height H --width W size of the synthetic frames (default 256x448; synthetic data only)
+#   --correlation C      matmul|slices, passed to the exporter (default: the exporter's)
+#   --loop N             runs of the performance stage (default 5)
+#   --force              redo every stage (default: skip a stage whose outputs are up to date)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+ARGS=("$@")
+
+die() { echo "run_all.sh: error: $*" >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
+
+dataset="" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
+height="" width="" correlation="" loop=5 force=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop)
+      [ $# -ge 2 ] || die "$1 needs a value"
+      case "$1" in
+        --dataset) dataset="$2" ;; --pass) pass="$2" ;; --checkpoint) checkpoint="$2" ;;
+        --batch-size) bs="$2" ;; --soc) soc="$2" ;; --backend) backend="$2" ;; --workdir) work="$2" ;;
+        --height) height="$2" ;; --width) width="$2" ;; --correlation) correlation="$2" ;; --loop) loop="$2" ;;
+      esac
+      shift 2 ;;
+    --force) force=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+done
+for v in bs loop ${height:+height} ${width:+width}; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--${v/bs/batch-size} must be a positive integer, got '${!v}'"
+done
+case "$pass" in clean|final) ;; *) die "--pass must be clean or final, got '$pass'" ;; esac
+case "$backend" in auto|ascend|onnxruntime) ;; *) die "--backend must be auto, ascend or onnxruntime" ;; esac
+[ -z "$checkpoint" ] || [ -f "$checkpoint" ] || die "$checkpoint: checkpoint file not found"
+if [ -n "$dataset" ]; then
+  [ -d "$dataset" ] || die "$dataset: dataset folder not found (the Sintel 'training' folder)"
+  [ -z "$height$width" ] || die "--height/--width size the synthetic data only; a dataset's size comes from its frames"
+  dataset="$(cd "$dataset" && pwd)"
+fi
+[ -z "$checkpoint" ] || checkpoint="$(cd "$(dirname "$checkpoint")" && pwd)/$(basename "$checkpoint")"
+mkdir -p "$work"
+work="$(cd "$work" && pwd)"
+
+if [ "$backend" = auto ]; then
+  if command -v atc >/dev/null 2>&1 && "$PYTHON" -c "import ais_bench" >/dev/null 2>&1; then
+    backend=ascend
+  else
+    backend=onnxruntime
+  fi
+  echo "backend: $backend (auto: ascend needs atc on PATH and the ais_bench package)"
+fi
+
+STAND_IN=""
+if [ -z "$checkpoint" ]; then
+  STAND_IN="$("$PYTHON" -c 'from flownet2.provenance import STAND_IN_BANNER; print(STAND_IN_BANNER)')"
+  echo "$STAND_IN"
+  echo "    (no --checkpoint: seeded random weights; pass --checkpoint FlowNet2_checkpoint.pth.tar for real numbers)"
+fi
+
+# --------------------------------------------------------------------------- stage machinery
+STAMPS="$work/.stamps" LOGS="$work/logs"
+mkdir -p "$STAMPS" "$LOGS"
+n_stage=0
+T_START="$(date +%s.%N)"
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# up_to_date STAMP CMDLINE INPUTS OUTPUTS: same command as last time, every output there, no input
+# (file or anything inside a folder) changed since. INPUTS/OUTPUTS hold one path per line.
+up_to_date() {
+  [ -f "$1" ] && [ "$(cat "$1")" = "$2" ] || return 1
+  local p
+  while IFS= read -r p; do [ -z "$p" ] || [ -e "$p" ] || return 1; done <<< "$4"
+  while IFS= read -r p; do
+    [ -z "$p" ] || [ -z "$(find "$p" -newer "$1" -print -quit 2>/dev/null)" ] || return 1
+  done <<< "$3"
+}
+
+# stage NAME INPUTS OUTPUTS STALE CMD...: banner, skip when up to date, else remove the STALE paths,
+# run CMD logging to $LOGS/NAME.log, time it. INPUTS/OUTPUTS/STALE hold one path per line.
+stage() {
+  local name="$1" inputs="$2" outputs="$3" stale="$4"; shift 4
+  local stamp="$STAMPS/$name" log="$LOGS/$name.log" cmdline t0 p status=0
+  cmdline="$(printf '%q ' "$@")"
+  n_stage=$((n_stage + 1))
+  echo
+  echo "==> [$n_stage] $name"
+  if [ "$force" = 0 ] && up_to_date "$stamp" "$cmdline" "$inputs" "$outputs"; then
+    echo "    up to date, skipped (--force redoes it); log: $log"
+    return 0
+  fi
+  rm -f "$stamp"
+  while IFS= read -r p; do [ -z "$p" ] || rm -rf "$p"; done <<< "$stale"
+  echo "+ $cmdline"
+  t0="$(date +%s.%N)"
+  if [[ " $QUIET_STAGES " == *" $name "* ]]; then
+    "$@" > "$log" 2>&1 || { status=$?; tail -n 20 "$log"; }
+  else
+    "$@" 2>&1 | tee "$log" || status=$?
+  fi
+  if [ "$status" != 0 ]; then
+    echo >&2
+    echo "!! stage '$name' failed (log: $log). Rerun that stage with:" >&2
+    echo "   cd $(printf '%q' "$PWD") && PYTHONPATH=$(printf '%q' "$PYTHONPATH") $cmdline" >&2
+    echo "   or the whole chain (finished stages are skipped): bash $(printf '%q' "${BASH_SOURCE[0]}") $(printf '%q ' "${ARGS[@]}")" >&2
+    exit 1
+  fi
+  printf '%s' "$cmdline" > "$stamp"
+  echo "<== $name done in $(elapsed "$t0") s"
+}
+
+# Stages whose console output is too wide to read (onnxsim's op table): log only, tail on failure.
+QUIET_STAGES="onnxsim"
+
+lines() { printf '%s\n' "$@"; }
+
+# --------------------------------------------------------------------------- the chain
+if [ -z "$dataset" ]; then
+  height="${height:-256}" width="${width:-448}"
+  stage synthetic "" "$(lines "$work/synthetic/training/flow")" "" \
+    "$PYTHON" -m flownet2.synthetic --out "$work/synthetic" --scenes 2 --pairs 3 \
+    --height "$height" --width "$width" --seed 0
+  dataset="$work/synthetic/training"
+fi
+
+prep="$work/prep_bs$bs"
+stage preprocess "$(lines "$dataset")" "$(lines "$prep/manifest.json" "$prep/gt" "$prep/image1" "$prep/image2")" "" \
+  "$PYTHON" "$REPO/Flownet2_preprocess.py" --dataset "$dataset" --output "$prep" --batch_size "$bs" --pass "$pass"
+
+read -r model_h model_w < <("$PYTHON" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["model_size"])' \
+  "$prep/manifest.json") || die "$prep/manifest.json: no model_size"
+
+onnx="$work/flownet2_bs$bs.onnx"
+weights=(--init random --seed 0)
+[ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
+stage export "$(lines "$prep/manifest.json" "$checkpoint")" "$(lines "$onnx")" "" \
+  "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
+  --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"}
+
+sim="$work/flownet2_bs${bs}_sim.onnx"
+# onnxsim appends to an existing <out>.data side file, so the old one goes first
+stage onnxsim "$(lines "$onnx")" "$(lines "$sim")" "$(lines "$sim" "$sim.data")" \
+  "$PYTHON" -m onnxsim "$onnx" "$sim"
+
+fix="$work/flownet2_bs${bs}_sim_fix.onnx"
+stage fix_onnx "$(lines "$sim")" "$(lines "$fix")" "" "$PYTHON" "$REPO/fix_onnx.py" "$sim" "$fix"
+
+model="$fix"
+if [ "$backend" = ascend ]; then
+  model="$work/flownet2_bs$bs.om"
+  stage atc "$(lines "$fix")" "$(lines "$model")" "" \
+    bash "$REPO/scripts/atc.sh" --model "$fix" --bs "$bs" --output "$work/flownet2_bs$bs" ${soc:+--soc "$soc"}
+fi
+
+# A .om goes through `python -m ais_bench` (flownet2.infer hands it over with the same arguments).
+name="${backend}_bs$bs"
+result="$work/result"
+stage inference "$(lines "$model" "$prep/image1" "$prep/image2")" "$(lines "$result/${name}_summary.json")" \
+  "$(lines "$result/$name" "$result/${name}_summary.json")" "$PYTHON" -m flownet2.infer --model "$model" --input "$prep/image1,$prep/image2" --output "$result" \
+  --output_dirname "$name" --outfmt BIN --batchsize "$bs"
+
+stage postprocess "$(lines "$result/${name}_summary.json" "$prep/gt")" "$(lines "$result/$name/metrics.json")" "" \
+  "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$name" \
+  --batch_size "$bs" --model "$model"
+
+stage performance "$(lines "$model")" "$(lines "$work/perf/${name}_summary.json")" "" \
+  "$PYTHON" -m flownet2.infer --model "$model" --loop "$loop" --batchsize "$bs" \
+  --output "$work/perf" --output_dirname "$name"
+
+echo
+echo "=== done in $(elapsed "$T_START") s ($backend backend, batch $bs, work folder $work)"
+sed -n '/Average EPE/,$p' "$LOGS/postprocess.log"  # the EPE table (also when that stage was skipped)
+grep -h "throughput 1000\*batchsize" "$LOGS/performance.log" | tail -n 1 || true
+[ -z "$STAND_IN" ] || echo "$STAND_IN"

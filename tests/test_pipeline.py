@@ -1,0 +1,195 @@
+"""scripts/run_all.sh end to end on a tiny synthetic Sintel, once through ONNX Runtime and once through
+the Ascend route with stand-in `atc` / `ais_bench` (tests/standins) first on PATH / PYTHONPATH;
+plus scripts/atc.sh on its own."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from flownet2.provenance import KEY
+
+REPO = Path(__file__).resolve().parents[1]
+STANDINS = REPO / "tests" / "standins"
+BS, H, W, LOOP = 4, 128, 192, 2  # 2 scenes x 3 pairs = 6 pairs: the second batch has 2 filler slots
+
+
+def run_all(work, *flags, standins=False):
+    env = dict(os.environ)
+    if standins:
+        env["PATH"] = f"{STANDINS}{os.pathsep}{env['PATH']}"
+        env["PYTHONPATH"] = os.pathsep.join([str(STANDINS)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHON"] = sys.executable
+    return subprocess.run(["bash", str(REPO / "scripts" / "run_all.sh"), "--workdir", str(work), *flags],
+                          env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """The same work folder through both backends: the Ascend run reuses the ONNX stages."""
+    work = tmp_path_factory.mktemp("chain") / "work"
+    flags = ["--height", str(H), "--width", str(W), "--batch-size", str(BS), "--loop", str(LOOP)]
+    ort_run = run_all(work, *flags, "--backend", "onnxruntime")
+    ascend_run = run_all(work, *flags, "--backend", "ascend", standins=True)
+    return work, ort_run, ascend_run
+
+
+def read_flo(path):
+    """Middlebury .flo, parsed here independently of flownet2.flo."""
+    raw = Path(path).read_bytes()
+    assert np.frombuffer(raw[:4], "<f4")[0] == np.float32(202021.25)
+    w, h = np.frombuffer(raw[4:12], "<i4")
+    return np.frombuffer(raw[12:], "<f4").reshape(h, w, 2)
+
+
+def independent_epe(work, name):
+    """Mean over pairs of the mean end-point error, from the raw prediction files and the .flo truth."""
+    manifest = json.loads((work / f"prep_bs{BS}" / "manifest.json").read_text())
+    epes = []
+    for pair in manifest["pairs"]:
+        pred = np.fromfile(work / "result" / name / f"{pair['batch']}_0.bin", np.float32).reshape(BS, 2, H, W)
+        truth = read_flo(pair["flow"])
+        h, w = pair["size"]
+        diff = pred[pair["slot"], :, :h, :w].transpose(1, 2, 0) - truth
+        epes.append(np.sqrt((diff.astype(np.float64) ** 2).sum(-1)).mean())
+    return len(epes), float(np.mean(epes))
+
+
+def printed_epe(stdout):
+    found = re.findall(r"(\d+) samples, Average EPE = ([\d.]+)", stdout)
+    assert found, stdout[-3000:]
+    return int(found[-1][0]), float(found[-1][1])
+
+
+def test_onnxruntime_backend_runs_every_stage(chain):
+    work, run, _ = chain
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "STAND-IN WEIGHTS" in run.stdout
+    prep = work / f"prep_bs{BS}"
+    assert sorted(p.name for p in (work / "synthetic" / "training" / "flow").iterdir()) == ["synthetic_1",
+                                                                                            "synthetic_2"]
+    for folder in ("image1", "image2"):
+        assert sorted(p.name for p in (prep / folder).iterdir()) == ["0.bin", "1.bin"]
+        assert all(p.stat().st_size == BS * 3 * H * W * 4 for p in (prep / folder).iterdir())
+    assert sorted(p.name for p in (prep / "gt").iterdir()) == [f"{i}.bin" for i in range(6)]
+    for suffix in ("", "_sim", "_sim_fix"):
+        model = onnx.load(work / f"flownet2_bs{BS}{suffix}.onnx", load_external_data=False)
+        assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [BS, 3, H, W]
+        assert {p.key: p.value for p in model.metadata_props}[KEY] == "stand-in:seed=0"
+    fix_log = (work / "logs" / "fix_onnx.log").read_text()
+    assert "op types are on the list" in fix_log and "max |diff| = 0" in fix_log
+    name = f"onnxruntime_bs{BS}"
+    outputs = sorted(p.name for p in (work / "result" / name).glob("*.bin"))
+    assert outputs == ["0_0.bin", "1_0.bin"]
+    summary = json.loads((work / "result" / f"{name}_summary.json").read_text())
+    assert summary["NPU_compute_time"]["count"] == 2 and summary[KEY] == "stand-in:seed=0"
+    assert (work / "result" / name / "metrics.json").exists()
+    perf = json.loads((work / "perf" / f"{name}_summary.json").read_text())
+    assert perf["NPU_compute_time"]["count"] == LOOP
+    n, epe = printed_epe(run.stdout)
+    n_ref, epe_ref = independent_epe(work, name)
+    assert n == n_ref == 6
+    assert epe == pytest.approx(epe_ref, abs=2e-6)
+    tail = run.stdout[run.stdout.index("=== done"):]
+    assert "Average EPE" in tail and f"throughput 1000*batchsize.mean({BS})/NPU_compute_time.mean(" in tail
+
+
+def test_ascend_backend_through_standin_atc_and_ais_bench(chain):
+    work, ort_run, run = chain
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for stage in ("synthetic", "preprocess", "export", "onnxsim", "fix_onnx"):
+        assert re.search(rf"\] {stage}\n    up to date, skipped", run.stdout), stage
+    om = json.loads((work / f"flownet2_bs{BS}.om").read_text())  # what the stand-in atc accepted
+    assert om["soc_version"] == "Ascend310P3"  # read from the stand-in npu-smi
+    assert om["input_shape"] == {"x1": [BS, 3, H, W], "x2": [BS, 3, H, W]}
+    assert (work / f"flownet2_bs{BS}.om.weights").read_text().strip() == "stand-in:seed=0"
+    for k in (0, 1):
+        ascend = np.fromfile(work / "result" / f"ascend_bs{BS}" / f"{k}_0.bin", np.float32)
+        onnxrt = np.fromfile(work / "result" / f"onnxruntime_bs{BS}" / f"{k}_0.bin", np.float32)
+        np.testing.assert_array_equal(ascend, onnxrt)
+    summary = json.loads((work / "result" / f"ascend_bs{BS}_summary.json").read_text())
+    assert summary[KEY] == "stand-in:seed=0"  # added by the hand-over from the .om sidecar
+    assert str(work / f"flownet2_bs{BS}.om") in summary["args"]
+    assert printed_epe(run.stdout) == printed_epe(ort_run.stdout)
+    assert f"throughput 1000*batchsize.mean({BS})" in run.stdout[run.stdout.index("=== done"):]
+
+
+def test_a_failing_stage_is_named_with_the_command_to_rerun(tmp_path):
+    empty = tmp_path / "training"
+    empty.mkdir()
+    run = run_all(tmp_path / "work", "--dataset", str(empty))
+    assert run.returncode != 0
+    assert "!! stage 'preprocess' failed" in run.stderr
+    assert re.search(r"Flownet2_preprocess\.py --dataset \S+training --output \S+prep_bs1 --batch_size 1",
+                     run.stderr)
+    assert not (tmp_path / "work" / ".stamps" / "preprocess").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--backend", "gpu"], "--backend must be auto, ascend or onnxruntime"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--checkpoint", "/nonexistent/FlowNet2_checkpoint.pth.tar"], "checkpoint file not found"),
+])
+def test_bad_flags_are_refused_up_front(tmp_path, flags, message):
+    run = run_all(tmp_path / "work", *flags)
+    assert run.returncode == 2 and message in run.stderr
+
+
+# --------------------------------------------------------------------------- scripts/atc.sh
+
+
+def two_input_model(path, batch=2, size=64):
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, 3, size, size]) for n in ("x1", "x2")]
+    out = helper.make_tensor_value_info("flow", TensorProto.FLOAT, [batch, 3, size, size])
+    model = helper.make_model(helper.make_graph([helper.make_node("Add", ["x1", "x2"], ["flow"])], "g", inputs,
+                                                [out]), opset_imports=[helper.make_opsetid("", 11)])
+    model.metadata_props.add(key=KEY, value="official:FlowNet2_checkpoint.pth.tar")
+    onnx.save(model, path)
+    return path
+
+
+def atc_sh(*args, standins=True):
+    env = dict(os.environ, PYTHON=sys.executable)
+    if standins:
+        env["PATH"] = f"{STANDINS}{os.pathsep}{env['PATH']}"
+    return subprocess.run(["bash", str(REPO / "scripts" / "atc.sh"), *map(str, args)],
+                          env=env, capture_output=True, text=True)
+
+
+def test_atc_sh_runs_the_guide_command_and_writes_the_weights_sidecar(tmp_path):
+    model = two_input_model(tmp_path / "m_sim_fix.onnx")
+    run = atc_sh("--model", model)
+    assert run.returncode == 0, run.stderr
+    assert "--input_shape=x1:2,3,64,64;x2:2,3,64,64 --log=debug --soc_version=Ascend310P3" in run.stdout
+    om = json.loads((tmp_path / "flownet2_bs2.om").read_text())
+    assert om["soc_version"] == "Ascend310P3" and om["precision_mode"] is None
+    assert (tmp_path / "flownet2_bs2.om.weights").read_text() == "official:FlowNet2_checkpoint.pth.tar\n"
+
+
+def test_atc_sh_ascend310_gets_mixed_precision_and_named_output(tmp_path):
+    model = two_input_model(tmp_path / "m.onnx")
+    run = atc_sh("--model", model, "--bs", 2, "--soc", "310", "--output", tmp_path / "out" / "net")
+    assert run.returncode == 0, run.stderr
+    om = json.loads((tmp_path / "out" / "net.om").read_text())
+    assert om["soc_version"] == "Ascend310" and om["precision_mode"] == "allow_mix_precision"
+
+
+def test_atc_sh_refuses_a_batch_the_model_was_not_exported_for(tmp_path):
+    run = atc_sh("--model", two_input_model(tmp_path / "m.onnx"), "--bs", 4)
+    assert run.returncode == 2
+    assert "exported for batch 2, not --bs 4" in run.stderr and "--batch_size 4" in run.stderr
+
+
+@pytest.mark.skipif(shutil.which("atc") is not None or Path("/usr/local/Ascend").exists(),
+                    reason="a real CANN toolkit is installed here")
+def test_atc_sh_without_atc_says_how_to_get_it(tmp_path):
+    run = atc_sh("--model", two_input_model(tmp_path / "m.onnx"), standins=False)
+    assert run.returncode == 2
+    assert "atc not found: install the CANN toolkit" in run.stderr and "--backend onnxruntime" in run.stderr
