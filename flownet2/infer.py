@@ -46,6 +46,14 @@ def parse_args(argv):
     p.add_argument("--warmup_count", type=_non_negative, default=1, help="untimed runs of the first batch")
     p.add_argument("--batchsize", type=_positive, help="samples per run (default: the model's batch dimension)")
     p.add_argument("--device", "-d", type=_non_negative, default=0, help="GPU id for ONNX Runtime's CUDA provider")
+    # Not in ais_bench: PyTorch on a GPU (flownet2/gpu.py), for NVIDIA users without an Ascend card.
+    p.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime",
+                   help="torch: --model is a checkpoint (.pth.tar) or stand-in:SEED, run by PyTorch")
+    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp16",
+                   help="torch backend: sub-network precision (glue always fp32; default fp16)")
+    p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"), default="graphs",
+                   help="torch backend: eager, one CUDA graph (default), or torch.compile (cached)")
+    p.add_argument("--model_size", default="448,1024", help="torch backend: H,W of the inputs (default 448,1024)")
     p.add_argument("--pure_data_type", default="zero", choices=("zero", "random"),
                    help="made-up input of performance mode")
     args = p.parse_args(argv)
@@ -266,8 +274,29 @@ def output_folder(args):
     return folder
 
 
+def open_torch_session(args):
+    """A flownet2.gpu.TorchSession for --backend torch: CUDA when PyTorch sees a GPU, else CPU eager."""
+    import torch
+
+    from .gpu import TorchSession
+
+    stand_in = re.fullmatch(r"stand-in:(\d+)", args.model)
+    if not stand_in and not os.path.isfile(args.model):
+        raise Flownet2Error(f"{args.model}: checkpoint file does not exist (or use stand-in:SEED)")
+    try:
+        height, width = (int(v) for v in args.model_size.split(","))
+    except ValueError:
+        raise Flownet2Error(f"--model_size {args.model_size!r}: expected H,W such as 448,1024") from None
+    cuda = torch.cuda.is_available()  # on the CPU: plain fp32 eager, NCHW (what CPU kernels prefer)
+    return TorchSession(int(stand_in.group(1)) if stand_in else args.model, args.batchsize or 1, height, width,
+                        f"cuda:{args.device}" if cuda else "cpu", args.precision if cuda else "fp32",
+                        args.torch_mode if cuda else "eager", channels_last=cuda)
+
+
 def run(args, argv):
     """Run an .onnx model as ais_bench would an .om; returns the summary dict."""
+    if args.backend == "torch":
+        return run_session(open_torch_session(args), args, argv)
     if not os.path.isfile(args.model):
         raise Flownet2Error(f"{args.model}: model file does not exist")
     return run_session(open_session(args.model, args.device), args, argv)
@@ -345,7 +374,7 @@ def hand_over_to_ais_bench(args, argv):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    if args.model.endswith(".om"):
+    if args.model.endswith(".om") and args.backend == "onnxruntime":
         return hand_over_to_ais_bench(args, argv)
     run(args, [sys.argv[0]] + argv)
     return 0

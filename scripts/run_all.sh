@@ -13,6 +13,10 @@
 #   --batch-size N       default 1; used by every stage
 #   --soc NAME           e.g. Ascend310P3 (default: read from npu-smi by scripts/atc.sh)
 #   --backend B          auto (default: ascend when atc and ais_bench are installed) | ascend | onnxruntime
+#                        | torch (PyTorch straight from the checkpoint, on a CUDA GPU when present;
+#                          skips export/onnxsim/fix_onnx; see --precision, --torch-mode)
+#   --precision P        torch backend: fp16 (default) | bf16 | tf32 | fp32
+#   --torch-mode M       torch backend: graphs (default) | compile | eager
 #   --workdir DIR        default ./flownet2_work
 #   --height H --width W size of the synthetic frames (default 256x448; synthetic data only)
 #   --correlation C      matmul|slices, passed to the exporter (default: the exporter's)
@@ -29,15 +33,16 @@ die() { echo "run_all.sh: error: $*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 dataset="" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
-height="" width="" correlation="" loop=5 force=0
+height="" width="" correlation="" loop=5 force=0 precision="fp16" torch_mode="graphs"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop)
+    --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
         --dataset) dataset="$2" ;; --pass) pass="$2" ;; --checkpoint) checkpoint="$2" ;;
         --batch-size) bs="$2" ;; --soc) soc="$2" ;; --backend) backend="$2" ;; --workdir) work="$2" ;;
         --height) height="$2" ;; --width) width="$2" ;; --correlation) correlation="$2" ;; --loop) loop="$2" ;;
+        --precision) precision="$2" ;; --torch-mode) torch_mode="$2" ;;
       esac
       shift 2 ;;
     --force) force=1; shift ;;
@@ -49,7 +54,7 @@ for v in bs loop ${height:+height} ${width:+width}; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--${v/bs/batch-size} must be a positive integer, got '${!v}'"
 done
 case "$pass" in clean|final) ;; *) die "--pass must be clean or final, got '$pass'" ;; esac
-case "$backend" in auto|ascend|onnxruntime) ;; *) die "--backend must be auto, ascend or onnxruntime" ;; esac
+case "$backend" in auto|ascend|onnxruntime|torch) ;; *) die "--backend must be auto, ascend, onnxruntime or torch" ;; esac
 [ -z "$checkpoint" ] || [ -f "$checkpoint" ] || die "$checkpoint: checkpoint file not found"
 if [ -n "$dataset" ]; then
   [ -d "$dataset" ] || die "$dataset: dataset folder not found (the Sintel 'training' folder)"
@@ -148,26 +153,35 @@ stage preprocess "$(lines "$dataset")" "$(lines "$prep/manifest.json" "$prep/gt"
 read -r model_h model_w < <("$PYTHON" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["model_size"])' \
   "$prep/manifest.json") || die "$prep/manifest.json: no model_size"
 
-onnx="$work/flownet2_bs$bs.onnx"
-weights=(--init random --seed 0)
-[ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
-stage export "$(lines "$prep/manifest.json" "$checkpoint")" "$(lines "$onnx")" "" \
-  "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
-  --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"}
+if [ "$backend" = torch ]; then
+  # PyTorch runs the checkpoint itself: no ONNX stages. The runner reads the model from --model.
+  model="${checkpoint:-stand-in:0}"
+  backend_args=(--backend torch --model_size "$model_h,$model_w" --precision "$precision" --torch_mode "$torch_mode")
+  post_model=()  # the weights label travels in the runner's summary
+else
+  onnx="$work/flownet2_bs$bs.onnx"
+  weights=(--init random --seed 0)
+  [ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
+  stage export "$(lines "$prep/manifest.json" "$checkpoint")" "$(lines "$onnx")" "" \
+    "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
+    --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"}
 
-sim="$work/flownet2_bs${bs}_sim.onnx"
-# onnxsim appends to an existing <out>.data side file, so the old one goes first
-stage onnxsim "$(lines "$onnx")" "$(lines "$sim")" "$(lines "$sim" "$sim.data")" \
-  "$PYTHON" -m onnxsim "$onnx" "$sim"
+  sim="$work/flownet2_bs${bs}_sim.onnx"
+  # onnxsim appends to an existing <out>.data side file, so the old one goes first
+  stage onnxsim "$(lines "$onnx")" "$(lines "$sim")" "$(lines "$sim" "$sim.data")" \
+    "$PYTHON" -m onnxsim "$onnx" "$sim"
 
-fix="$work/flownet2_bs${bs}_sim_fix.onnx"
-stage fix_onnx "$(lines "$sim")" "$(lines "$fix")" "" "$PYTHON" "$REPO/fix_onnx.py" "$sim" "$fix"
+  fix="$work/flownet2_bs${bs}_sim_fix.onnx"
+  stage fix_onnx "$(lines "$sim")" "$(lines "$fix")" "" "$PYTHON" "$REPO/fix_onnx.py" "$sim" "$fix"
 
-model="$fix"
-if [ "$backend" = ascend ]; then
-  model="$work/flownet2_bs$bs.om"
-  stage atc "$(lines "$fix")" "$(lines "$model")" "" \
-    bash "$REPO/scripts/atc.sh" --model "$fix" --bs "$bs" --output "$work/flownet2_bs$bs" ${soc:+--soc "$soc"}
+  model="$fix"
+  if [ "$backend" = ascend ]; then
+    model="$work/flownet2_bs$bs.om"
+    stage atc "$(lines "$fix")" "$(lines "$model")" "" \
+      bash "$REPO/scripts/atc.sh" --model "$fix" --bs "$bs" --output "$work/flownet2_bs$bs" ${soc:+--soc "$soc"}
+  fi
+  backend_args=()
+  post_model=(--model "$model")
 fi
 
 # A .om goes through `python -m ais_bench` (flownet2.infer hands it over with the same arguments).
@@ -175,15 +189,15 @@ name="${backend}_bs$bs"
 result="$work/result"
 stage inference "$(lines "$model" "$prep/image1" "$prep/image2")" "$(lines "$result/${name}_summary.json")" \
   "$(lines "$result/$name" "$result/${name}_summary.json")" "$PYTHON" -m flownet2.infer --model "$model" --input "$prep/image1,$prep/image2" --output "$result" \
-  --output_dirname "$name" --outfmt BIN --batchsize "$bs"
+  --output_dirname "$name" --outfmt BIN --batchsize "$bs" "${backend_args[@]}"
 
 stage postprocess "$(lines "$result/${name}_summary.json" "$prep/gt")" "$(lines "$result/$name/metrics.json")" "" \
   "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$name" \
-  --batch_size "$bs" --model "$model"
+  --batch_size "$bs" "${post_model[@]}"
 
 stage performance "$(lines "$model")" "$(lines "$work/perf/${name}_summary.json")" "" \
   "$PYTHON" -m flownet2.infer --model "$model" --loop "$loop" --batchsize "$bs" \
-  --output "$work/perf" --output_dirname "$name"
+  --output "$work/perf" --output_dirname "$name" "${backend_args[@]}"
 
 echo
 echo "=== done in $(elapsed "$T_START") s ($backend backend, batch $bs, work folder $work)"

@@ -172,3 +172,28 @@ def test_output_dirname_needs_output(capsys):
     with pytest.raises(SystemExit) as e:
         infer.parse_args(["--model", "m.onnx", "--output_dirname", "x"])
     assert e.value.code == 2 and "--output_dirname needs --output" in capsys.readouterr().err
+
+
+def test_torch_backend_writes_the_models_flow(tmp_path):
+    # --backend torch (flownet2/gpu.py; CPU eager here): same files as the ONNX path, and the flow is
+    # what the plain PyTorch model computes for the same stand-in weights.
+    import torch
+
+    from flownet2.checkpoint import stand_in_state_dict
+    from flownet2.model import FlowNet2
+
+    shape = (2, 3, 64, 64)
+    x1 = write_inputs(tmp_path / "image1", ["0.bin"], shape, seed=3)["0.bin"]
+    x2 = write_inputs(tmp_path / "image2", ["0.bin"], shape, seed=4)["0.bin"]
+    argv = ["--model", "stand-in:2", "--backend", "torch", "--model_size", "64,64", "--batchsize", "2",
+            "--input", f"{tmp_path / 'image1'},{tmp_path / 'image2'}", "--output", str(tmp_path / "out"),
+            "--output_dirname", "torch", "--warmup_count", "0"]
+    assert infer.main(argv) == 0
+    got = np.fromfile(tmp_path / "out" / "torch" / "0_0.bin", np.float32).reshape(2, 2, 64, 64)
+    model = FlowNet2().eval()
+    model.load_state_dict(stand_in_state_dict(model, 2))
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x1), torch.from_numpy(x2)).numpy()
+    assert np.abs(got - ref).max() < 1e-4
+    summary = json.loads((tmp_path / "out" / "torch_summary.json").read_text())
+    assert summary[KEY] == "stand-in:seed=2"
