@@ -12,8 +12,8 @@ Paths (--paths picks some; eager-fp32 always runs first: it is the baseline and 
   compile-fp16   torch.compile reduce-overhead   autotune-fp16: max-autotune-no-cudagraphs (--max-autotune)
   eager-bf16     bf16 sub-networks (the --cpu-smoke default; also runs on CUDA)
   compile-fp16-slices: compile-fp16 with the 441-slice correlation (not run by default)
-The graphs paths use the slice correlation while ops.py's matmul form copies its index from the
-host on every call (not capturable); the corr column says which one ran.
+The graphs paths use the matmul correlation (its index is built on the device, so it can be
+captured); the corr column says which form ran.
 Frames: real MPI-Sintel pairs (clean, then final), normalised and zero-padded to the model size
 (resized when the size is not Sintel's padded one, as in --cpu-smoke); stand-in weights by default.
 Times: inputs already on the device, median of --iters synchronised calls (host copies excluded).

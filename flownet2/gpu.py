@@ -156,10 +156,9 @@ def host_copies(fn, *args):
 def capturable_corr_mode(corr_mode):
     """`corr_mode` if its correlation can be captured in a CUDA graph, else "slices".
 
-    ops.correlation's matmul form builds its gather index on the host and copies it to the device
-    on every call, which stream capture forbids; the slices form is all device ops. Probed on 'meta'
-    tensors rather than assumed, so the matmul form is used again as soon as ops.py builds its index
-    on the device.
+    Stream capture forbids host-to-device copies. ops.correlation builds its matmul gather index on
+    the device; this probe (on 'meta' tensors, so no CUDA is needed) keeps graphs mode safe should a
+    host copy ever creep back in. The slices form is all device ops.
     """
     from .ops import correlation
 

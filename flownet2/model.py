@@ -36,13 +36,19 @@ def upsample_flow(bias=True):
     return nn.ConvTranspose2d(2, 2, 4, 2, 1, bias=bias)
 
 
-class _Decoder(nn.Module):
-    """Levels 6 -> 2 shared by FlowNetC/S/SD: concat [skip, deconv, upsampled flow] at each level.
-
-    With `inter` (FlowNetSD) each concat passes through inter_convN before predict_flowN.
+class _FlowNetTail(nn.Module):
+    """What FlowNetC/S/SD share: encoder levels 4-6 and the decoder 6 -> 2, which concats
+    [skip, deconv, upsampled flow] at each level. With `inter` (FlowNetSD) each concat passes through
+    inter_convN before predict_flowN.
     """
 
-    def _build_decoder(self, skip2, inter, flow_bias):
+    def _build_tail(self, skip2, inter, flow_bias):
+        self.conv4 = conv(256, 512, 3, 2)
+        self.conv4_1 = conv(512, 512)
+        self.conv5 = conv(512, 512, 3, 2)
+        self.conv5_1 = conv(512, 512)
+        self.conv6 = conv(512, 1024, 3, 2)
+        self.conv6_1 = conv(1024, 1024)
         chans = {6: 1024, 5: 512 + 512 + 2, 4: 512 + 256 + 2, 3: 256 + 128 + 2, 2: skip2 + 64 + 2}
         outs = {5: 512, 4: 256, 3: 128, 2: 64}
         self.inter = inter
@@ -56,10 +62,13 @@ class _Decoder(nn.Module):
         for lvl in (6, 5, 4, 3):
             setattr(self, f"upsampled_flow{lvl}_to_{lvl - 1}", upsample_flow(flow_bias))
 
-    def _decode(self, skips, top):
-        """skips: {5: conv5, 4: conv4, 3: conv3, 2: conv2}, top: conv6 output -> flow at 1/4."""
-        feat = top
-        flow = self.predict_flow6(top)
+    def _tail(self, c2, c3):
+        """Level-2 and level-3 features (256 ch at 1/8) -> flow at 1/4."""
+        c4 = self.conv4_1(self.conv4(c3))
+        c5 = self.conv5_1(self.conv5(c4))
+        feat = self.conv6_1(self.conv6(c5))
+        skips = {5: c5, 4: c4, 3: c3, 2: c2}
+        flow = self.predict_flow6(feat)
         for lvl in (5, 4, 3, 2):
             up = getattr(self, f"upsampled_flow{lvl + 1}_to_{lvl}")(flow)
             feat = torch.cat((skips[lvl], getattr(self, f"deconv{lvl}")(feat), up), 1)
@@ -68,7 +77,7 @@ class _Decoder(nn.Module):
         return flow
 
 
-class FlowNetC(_Decoder):
+class FlowNetC(_FlowNetTail):
     def __init__(self, corr_mode="matmul"):
         super().__init__()
         self.corr_mode = corr_mode
@@ -77,13 +86,7 @@ class FlowNetC(_Decoder):
         self.conv3 = conv(128, 256, 5, 2)
         self.conv_redir = conv(256, 32, 1, 1)
         self.conv3_1 = conv(32 + 441, 256)
-        self.conv4 = conv(256, 512, 3, 2)
-        self.conv4_1 = conv(512, 512)
-        self.conv5 = conv(512, 512, 3, 2)
-        self.conv5_1 = conv(512, 512)
-        self.conv6 = conv(512, 1024, 3, 2)
-        self.conv6_1 = conv(1024, 1024)
-        self._build_decoder(skip2=128, inter=False, flow_bias=True)
+        self._build_tail(skip2=128, inter=False, flow_bias=True)
 
     def forward(self, x):
         # Both frames go through the same conv1-3 (shared weights): one pass over a doubled batch.
@@ -94,37 +97,25 @@ class FlowNetC(_Decoder):
         c2a, c3a, c3b = c2[:b], c3[:b], c3[b:]
         corr = F.leaky_relu(correlation(c3a, c3b, self.corr_mode), 0.1)
         c3_1 = self.conv3_1(torch.cat((self.conv_redir(c3a), corr), 1))
-        c4 = self.conv4_1(self.conv4(c3_1))
-        c5 = self.conv5_1(self.conv5(c4))
-        c6 = self.conv6_1(self.conv6(c5))
-        return self._decode({5: c5, 4: c4, 3: c3_1, 2: c2a}, c6)
+        return self._tail(c2a, c3_1)
 
 
-class FlowNetS(_Decoder):
+class FlowNetS(_FlowNetTail):
     def __init__(self, input_channels=12):
         super().__init__()
         self.conv1 = conv(input_channels, 64, 7, 2)
         self.conv2 = conv(64, 128, 5, 2)
         self.conv3 = conv(128, 256, 5, 2)
         self.conv3_1 = conv(256, 256)
-        self.conv4 = conv(256, 512, 3, 2)
-        self.conv4_1 = conv(512, 512)
-        self.conv5 = conv(512, 512, 3, 2)
-        self.conv5_1 = conv(512, 512)
-        self.conv6 = conv(512, 1024, 3, 2)
-        self.conv6_1 = conv(1024, 1024)
-        self._build_decoder(skip2=128, inter=False, flow_bias=False)
+        self._build_tail(skip2=128, inter=False, flow_bias=False)
 
     def forward(self, x):
         c2 = self.conv2(self.conv1(x))
         c3 = self.conv3_1(self.conv3(c2))
-        c4 = self.conv4_1(self.conv4(c3))
-        c5 = self.conv5_1(self.conv5(c4))
-        c6 = self.conv6_1(self.conv6(c5))
-        return self._decode({5: c5, 4: c4, 3: c3, 2: c2}, c6)
+        return self._tail(c2, c3)
 
 
-class FlowNetSD(_Decoder):
+class FlowNetSD(_FlowNetTail):
     def __init__(self):
         super().__init__()
         self.conv0 = conv(6, 64)
@@ -134,22 +125,13 @@ class FlowNetSD(_Decoder):
         self.conv2_1 = conv(128, 128)
         self.conv3 = conv(128, 256, 3, 2)
         self.conv3_1 = conv(256, 256)
-        self.conv4 = conv(256, 512, 3, 2)
-        self.conv4_1 = conv(512, 512)
-        self.conv5 = conv(512, 512, 3, 2)
-        self.conv5_1 = conv(512, 512)
-        self.conv6 = conv(512, 1024, 3, 2)
-        self.conv6_1 = conv(1024, 1024)
-        self._build_decoder(skip2=128, inter=True, flow_bias=True)
+        self._build_tail(skip2=128, inter=True, flow_bias=True)
 
     def forward(self, x):
         c1 = self.conv1_1(self.conv1(self.conv0(x)))
         c2 = self.conv2_1(self.conv2(c1))
         c3 = self.conv3_1(self.conv3(c2))
-        c4 = self.conv4_1(self.conv4(c3))
-        c5 = self.conv5_1(self.conv5(c4))
-        c6 = self.conv6_1(self.conv6(c5))
-        return self._decode({5: c5, 4: c4, 3: c3, 2: c2}, c6)
+        return self._tail(c2, c3)
 
 
 class FlowNetFusion(nn.Module):

@@ -7,13 +7,8 @@ import pytest
 
 from flownet2.errors import Flownet2Error
 from flownet2.flo import read_flo, read_flo_size, unknown_mask, write_flo
+from sintel_mini import MINI, needs_mini
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MINI_CANDIDATES = [os.environ.get("FLOWNET2_SINTEL_MINI", ""),
-                   os.path.join(HERE, "..", "shared", "data", "sintel-mini"),
-                   os.path.join(HERE, "..", "..", "shared", "data", "sintel-mini")]
-MINI = next((p for p in MINI_CANDIDATES if p and os.path.isdir(p)), None)
-needs_mini = pytest.mark.skipif(MINI is None, reason="sintel-mini sample not found")
 
 
 def _hand_made_flo(path, flow):

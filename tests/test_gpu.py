@@ -162,6 +162,7 @@ def test_graphs_forward_copies_nothing_from_the_host(base):
     # What graphs mode captures: the whole fp16 forward, with the correlation it would pick.
     model = copy.deepcopy(base).to("meta")
     model.corr_mode = gpu.capturable_corr_mode("matmul")
+    assert model.corr_mode == "matmul"  # the fast form is capturable: its index is built on the device
     module = gpu.prepare(model, torch.device("meta"), "fp16")
     x = torch.empty(1, 3, 448, 1024, device="meta")
     with torch.no_grad():

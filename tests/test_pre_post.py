@@ -22,10 +22,7 @@ from flownet2.flo import read_flo
 from flownet2.synthetic import make_synthetic_sintel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MINI_CANDIDATES = [os.environ.get("FLOWNET2_SINTEL_MINI", ""),
-                   os.path.join(REPO, "shared", "data", "sintel-mini"),
-                   os.path.join(REPO, "..", "shared", "data", "sintel-mini")]
-MINI = next((p for p in MINI_CANDIDATES if p and os.path.isdir(p)), None)
+from sintel_mini import MINI, needs_mini  # noqa: E402
 H, W, HM, WM = 60, 100, 64, 128  # frame size and the model size it pads / resizes to
 # scene 2 loses frame 4, so its flow 3 is skipped: 5 clean pairs, in this order
 ORDER = [("synthetic_1", 1), ("synthetic_1", 2), ("synthetic_1", 3), ("synthetic_2", 1),
@@ -327,7 +324,7 @@ def test_scripts_fail_with_one_line(tmp_path):
         assert str(tmp_path) in out.stderr
 
 
-@pytest.mark.skipif(MINI is None, reason="sintel-mini sample not found")
+@needs_mini
 def test_real_sample_end_to_end(tmp_path, capsys):
     prep = tmp_path / "prep"
     assert pre.main(["--dataset", os.path.join(MINI, "training"), "--output", str(prep),

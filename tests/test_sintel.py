@@ -10,13 +10,8 @@ from PIL import Image
 from flownet2 import sintel
 from flownet2.errors import Flownet2Error
 from flownet2.flo import write_flo
+from sintel_mini import MINI, needs_mini
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MINI_CANDIDATES = [os.environ.get("FLOWNET2_SINTEL_MINI", ""),
-                   os.path.join(HERE, "..", "shared", "data", "sintel-mini"),
-                   os.path.join(HERE, "..", "..", "shared", "data", "sintel-mini")]
-MINI = next((p for p in MINI_CANDIDATES if p and os.path.isdir(p)), None)
-needs_mini = pytest.mark.skipif(MINI is None, reason="sintel-mini sample not found")
 
 
 @needs_mini
