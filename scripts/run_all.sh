@@ -201,6 +201,7 @@ stage performance "$(lines "$model")" "$(lines "$work/perf/${name}_summary.json"
 
 echo
 echo "=== done in $(elapsed "$T_START") s ($backend backend, batch $bs, work folder $work)"
+[ -z "$STAND_IN" ] || echo "$STAND_IN"
 sed -n '/Average EPE/,$p' "$LOGS/postprocess.log"  # the EPE table (also when that stage was skipped)
 grep -h "throughput 1000\*batchsize" "$LOGS/performance.log" | tail -n 1 || true
 [ -z "$STAND_IN" ] || echo "$STAND_IN"
