@@ -10,7 +10,7 @@ from flownet2.checkpoint import load_flownet2, save_checkpoint, stand_in_state_d
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
 from flownet2.export import describe, export_onnx
-from flownet2.model import FlowNet2
+from flownet2.model import FlowNet2, check_input_size
 from flownet2.ops import CORRELATION_MODES
 from flownet2.provenance import STAND_IN_BANNER, official_label, stand_in_label
 
@@ -43,6 +43,9 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_input_size(args.height, args.width)  # before loading 620 MB of weights
+    if args.batch_size < 1:
+        raise Flownet2Error(f"--batch_size must be at least 1, got {args.batch_size}")
     model = FlowNet2(corr_mode=args.correlation)
     if args.init == "random":
         model.load_state_dict(stand_in_state_dict(model, args.seed))
@@ -55,8 +58,6 @@ def main(argv=None):
     if args.save_checkpoint:
         save_checkpoint(args.save_checkpoint, model.state_dict())
         print(f"wrote checkpoint {args.save_checkpoint}")
-    if args.batch_size < 1:
-        raise Flownet2Error(f"--batch_size must be at least 1, got {args.batch_size}")
     proto = export_onnx(model, args.out_path, args.batch_size, args.height, args.width, args.opset, label)
     print(describe(proto, args.out_path))
     print(f"weights: {label}")
