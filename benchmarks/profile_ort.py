@@ -5,16 +5,14 @@
 
 Prints ORT's per-op-type kernel time (second of two profiled runs), the convolution FLOPs counted from
 the graph's shapes and the GFLOP/s they ran at, then the correlation alone in both forms, on ORT and in
-PyTorch, at FlowNetC's correlation size (1/8 of the input, 256 channels).
+PyTorch, at FlowNetC's correlation size (1/8 of the input, 256 channels). Times: medians.
 """
 import argparse
 import collections
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 import warnings
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench_cpu import _inputs, _time, export  # noqa: E402  (this folder is on sys.path when run)
 from flownet2.ops import CORRELATION_MODES, correlation  # noqa: E402
 
 
@@ -74,8 +73,8 @@ def correlation_alone(h, w, runs=3):
             session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             feeds = {"a": f1.numpy(), "b": f2.numpy()}
             with torch.no_grad():
-                rows.append((mode, _best(lambda: session.run(None, feeds), runs),
-                             _best(lambda: module(f1, f2), runs)))
+                rows.append((mode, _time(lambda: session.run(None, feeds), runs),
+                             _time(lambda: module(f1, f2), runs)))
     return rows
 
 
@@ -88,30 +87,17 @@ class _Corr(torch.nn.Module):
         return correlation(a, b, self.mode)
 
 
-def _best(fn, runs):
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--height", type=int, default=448)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--correlation", choices=CORRELATION_MODES, default="matmul")
     args = p.parse_args()
-    rng = np.random.default_rng(0)
-    x1 = (rng.standard_normal((1, 3, args.height, args.width)) * 0.3).astype(np.float32)
-    feeds = {"x1": x1, "x2": np.roll(x1, 3, axis=3).copy()}
+    args.batch = 1
+    x1, x2 = _inputs(args)
+    feeds = {"x1": x1, "x2": x2}
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.onnx")
-        subprocess.run([sys.executable, os.path.join(REPO, "Flownet2_pth2onnx.py"), "--init", "random",
-                        "--height", str(args.height), "--width", str(args.width), "--correlation",
-                        args.correlation, "--out_path", path], check=True, capture_output=True)
+        path, _ = export(args, args.correlation, folder)
         flops = conv_flops(onnx.load(path))
         by_op = profile(path, feeds)
     total = sum(by_op.values())
@@ -123,7 +109,7 @@ def main():
         print(f"| {op} | {sec:.3f} | {100 * sec / total:.1f}% |")
     print(f"\nConv + ConvTranspose: {flops / 1e9:.0f} GFLOP in {conv_s:.3f} s = {flops / conv_s / 1e9:.0f} GFLOP/s "
           f"({100 * conv_s / total:.0f}% of the kernel time)")
-    print(f"\ncorrelation alone at {args.height // 8}x{args.width // 8}x256 (best of 3):")
+    print(f"\ncorrelation alone at {args.height // 8}x{args.width // 8}x256 (median of 3):")
     print("| form | ONNX Runtime s | PyTorch s |\n|---|---|---|")
     for mode, ort_s, torch_s in correlation_alone(args.height, args.width):
         print(f"| {mode} | {ort_s:.3f} | {torch_s:.3f} |")
