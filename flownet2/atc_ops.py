@@ -1,24 +1,40 @@
-"""Which ONNX operators are known to convert with ATC for Ascend310P, and which nodes of a model are not.
+"""Which ONNX operators ATC is known to convert for Ascend310P, in two tiers, and which nodes of a model
+fall outside them.
 
-The list is data (flownet2/data/atc_310p_ops.txt, sources in its header): the ops of the graph the
-published Ascend flow compiled, plus CANN's documented ONNX operator list.
+The list is data (flownet2/data/atc_310p_ops.txt, sources in its header). Tier 1 ("published"): the
+ops of the graph of the published Ascend guide, which ATC compiled and ran on a 310P. Tier 2 ("cann"):
+ops on CANN's documented ONNX operator list only, so documented but unproven on this network. An op
+on neither list is not known to convert at all.
 """
 import collections
 import os
+from typing import NamedTuple
 
 OPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "atc_310p_ops.txt")
+PUBLISHED, CANN = "published", "cann"
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def load_supported_ops(path=OPS_FILE):
-    """Op names from the list file: one per line, first word; '#' starts a comment."""
-    ops = set()
+class OpCheck(NamedTuple):
+    """{op: [node names]} for the ops only on CANN's list, and for the ops on neither list."""
+    unproven: dict
+    unknown: dict
+
+
+def load_op_tiers(path=OPS_FILE):
+    """{source tag: set of op names} from the list file (op first, then its tags; '#' starts a comment)."""
+    tiers = collections.defaultdict(set)
     with open(path, encoding="utf-8") as f:
         for line in f:
             words = line.split("#", 1)[0].split()
-            if words:
-                ops.add(words[0])
-    return ops
+            for tag in words[1:]:
+                tiers[tag].add(words[0])
+    return dict(tiers)
+
+
+def load_supported_ops(path=OPS_FILE):
+    """Every op on the list, either tier."""
+    return set().union(*load_op_tiers(path).values())
 
 
 def unsupported_nodes(model, supported):
@@ -29,6 +45,15 @@ def unsupported_nodes(model, supported):
         if op not in supported:
             found[op].append(node.name or f"<unnamed node #{k}>")
     return dict(found)
+
+
+def check_ops(model, path=OPS_FILE):
+    """Sort the model's nodes outside tier 1 into tier 2 (unproven) and neither (unknown)."""
+    tiers = load_op_tiers(path)
+    outside = unsupported_nodes(model, tiers.get(PUBLISHED, set()))
+    cann = tiers.get(CANN, set())
+    return OpCheck({op: names for op, names in outside.items() if op in cann},
+                   {op: names for op, names in outside.items() if op not in cann})
 
 
 def describe_unsupported(found, max_names=5):
