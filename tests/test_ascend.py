@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from flownet2 import atc, atc_ops
+from flownet2.errors import Flownet2Error
 from flownet2.provenance import KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -346,7 +347,7 @@ def test_check_ops_sorts_nodes_into_tiers():
 def test_op_check_messages_warn_for_tier_two_and_refuse_the_rest(tmp_path):
     lines = atc.op_check_messages(graph(["Sqrt", "Relu"]), "m.onnx")
     assert "unproven on this network" in lines[0] and lines[1].strip() == "Relu (1 node): n1_Relu"
-    with pytest.raises(atc.Flownet2Error, match=r"m\.onnx: op type\(s\) on neither list.*Mish \(1 node\): n1_Mish"):
+    with pytest.raises(Flownet2Error, match=r"m\.onnx: op type\(s\) on neither list.*Mish \(1 node\): n1_Mish"):
         atc.op_check_messages(graph(["Sqrt", "Mish"]), "m.onnx")
 
 
