@@ -3,16 +3,43 @@
 Each rewrite is a pure function `model -> (new_model, count)`: the input ModelProto is left untouched,
 `count` says how many things it changed. Both keep the model valid ONNX (unlike the Ascend example's
 fix, whose int64 -> int32 pass also rewrote Reshape shapes, which ONNX Runtime then rejects) and keep
-`metadata_props` (the weights label lives there).
+`metadata_props` (the weights label lives there). `fix_model` runs them in order and checks each one's
+result (onnx.checker, and ONNX Runtime outputs against the input model's), so a failure names the rewrite.
 """
 import collections
+import os
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from .errors import Flownet2Error
+from .fileio import atomic_save
+
 INT32_MIN, INT32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
-_DEFAULT_DOMAINS = ("", "ai.onnx")
+DEFAULT_DOMAINS = ("", "ai.onnx")  # both spellings of the standard ONNX operator set
+TOLERANCE = 1e-5  # largest |output difference| a rewrite may cause on random inputs
+_PROTOBUF_LIMIT = 2**31 - 1  # protobuf cannot serialise a message larger than this
+
+
+def in_default_domain(node: onnx.NodeProto) -> bool:
+    """True for a node of the standard ONNX operator set (not a custom or vendor domain)."""
+    return node.domain in DEFAULT_DOMAINS
+
+
+def load_onnx(path: str) -> onnx.ModelProto:
+    """The ONNX model at `path` (with its external data), or Flownet2Error naming the file."""
+    if not os.path.isfile(path):
+        raise Flownet2Error(f"{path}: no such ONNX file")
+    try:
+        model = onnx.load(path)
+    except Exception as e:  # protobuf / external-data errors have no common base class
+        raise Flownet2Error(f"{path}: the input is not an ONNX model ({type(e).__name__}: {e})") from None
+    if not model.HasField("graph") or model.ir_version == 0:  # e.g. an empty file parses as an empty proto
+        raise Flownet2Error(f"{path}: the input is not an ONNX model (no graph or IR version; "
+                            f"{os.path.getsize(path)} bytes)")
+    return model
 
 
 def _copy(model):
@@ -25,7 +52,7 @@ def _constant_tensors(graph):
     """name -> TensorProto for initializers and Constant(value=...) outputs (converted lazily)."""
     found = {t.name: t for t in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and node.domain in _DEFAULT_DOMAINS:
+        if node.op_type == "Constant" and in_default_domain(node):
             for attr in node.attribute:
                 if attr.name == "value":
                     found[node.output[0]] = attr.t
@@ -51,7 +78,7 @@ def _shape_of(model, name, cache):
 
 def _slice_spec(node, consts):
     """{axis: (start, end, step)} of an opset-10+ Slice with constant parameters, else None."""
-    if node.op_type != "Slice" or node.domain not in _DEFAULT_DOMAINS or len(node.input) < 3:
+    if node.op_type != "Slice" or not in_default_domain(node) or len(node.input) < 3:
         return None
     params = []
     for i in range(1, 5):
@@ -153,7 +180,7 @@ def _rewire(graph, node, source, spec, taken, index_type):
     return added
 
 
-def merge_slice_chains(model):
+def merge_slice_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """Fold every Slice whose data comes from another Slice into one multi-axis Slice on the source.
 
     Works in topological order, so a chain of any length collapses onto its first input; a bypassed
@@ -255,60 +282,98 @@ class _Groups:
         self.parent[self.find(a)] = self.find(b)
 
 
-def _int64_plan(graph):
+def _int64_plan(graph: onnx.GraphProto) -> tuple[set[str], dict[str, onnx.TensorProto]]:
     """(names of the tensors to retype to int32, the graph's constant tensors by name).
 
     Tensors tied by type constraints form groups. A group is converted only if it holds an int64
-    source we can retype (Cast to int64, an int64 constant) and every member is produced by a tied
-    op, such a source, and read only at tied or int32-capable positions.
+    source we can retype and none of its members has a type fixed from outside the group.
     """
     consts = _constant_tensors(graph)
+    sources = _int64_sources(graph, consts)
+    fixed = _boundary_names(graph) | _fixed_by_position(graph, consts) | _unclampable_constants(graph, consts)
+    convert = set()
+    for members in _type_groups(graph, consts):
+        if members & sources and not members & fixed:
+            convert |= members
+    return convert, consts
+
+
+def _tied_positions(node: onnx.NodeProto) -> list[list[tuple[tuple[str, int], str]]]:
+    """Per type-tie group of `node`: [(position, tensor name), ...], absent optional tensors left out."""
+    if not in_default_domain(node):
+        return []
+    groups = []
+    for spec_group in _TIED.get(node.op_type, []):
+        named = [(where, _name_at(node, where)) for spec in spec_group for where in _positions(spec, node)]
+        groups.append([(where, name) for where, name in named if name])
+    return groups
+
+
+def _type_groups(graph, consts):
+    """Sets of tensor names that must share one element type (every node output and constant is in one)."""
     groups = _Groups()
-    pinned = {i.name for i in graph.input} | {o.name for o in graph.output} | _subgraph_names(graph)
-    uses = collections.defaultdict(list)
-    int64_sources = set()
     for node in graph.node:
-        default = node.domain in _DEFAULT_DOMAINS
-        tied = _TIED.get(node.op_type, []) if default else []
-        covered = set()
-        for spec_group in tied:
-            names = [(w, _name_at(node, w)) for spec in spec_group for w in _positions(spec, node)]
-            names = [(w, n) for w, n in names if n]
-            covered.update(w for w, _ in names)
-            for _, n in names[1:]:
-                groups.union(names[0][1], n)
-        free = _FREE.get(node.op_type, set()) if default else set()
-        for k, name in enumerate(node.input):
+        for tied in _tied_positions(node):
+            for _, name in tied[1:]:
+                groups.union(tied[0][1], name)
+        for name in node.output:
             if name:
-                uses[name].append((node, k))
-                if ("i", k) not in covered and k not in free:
-                    pinned.add(name)
-        for k, name in enumerate(node.output):
-            if not name:
-                continue
-            groups.find(name)
-            if default and node.op_type == "Cast" and _attr(node, "to") == TensorProto.INT64:
-                int64_sources.add(name)  # retypable: the cast can target int32 instead
-            elif name not in consts and ("o", k) not in covered:
-                pinned.add(name)  # made by an op whose output type we cannot choose
-    for name, t in consts.items():
+                groups.find(name)
+    for name in consts:
         groups.find(name)
-        if t.data_type == TensorProto.INT64:
-            int64_sources.add(name)
-            values = numpy_helper.to_array(t)
-            if values.size and (values.min() < INT32_MIN or values.max() > INT32_MAX):
-                # only a start/end of positive-step Slices may be clamped into int32 range
-                if not all(n.op_type == "Slice" and k in _SLICE_BOUNDS and _positive_steps(n, consts)
-                           for n, k in uses[name]):
-                    pinned.add(name)
     members = collections.defaultdict(set)
     for name in list(groups.parent):
         members[groups.find(name)].add(name)
-    convert = set()
-    for names in members.values():
-        if names & int64_sources and not names & pinned:
-            convert |= names
-    return convert, consts
+    return list(members.values())
+
+
+def _casts_to_int64(node):
+    return in_default_domain(node) and node.op_type == "Cast" and _attr(node, "to") == TensorProto.INT64
+
+
+def _int64_sources(graph, consts):
+    """Tensors whose type we choose: outputs of Casts to int64 (the cast can target int32 instead) and
+    int64 constants."""
+    casts = {node.output[0] for node in graph.node if _casts_to_int64(node)}
+    return casts | {name for name, t in consts.items() if t.data_type == TensorProto.INT64}
+
+
+def _boundary_names(graph):
+    """Graph inputs and outputs and names used inside subgraphs: their types are not ours to change."""
+    return {i.name for i in graph.input} | {o.name for o in graph.output} | _subgraph_names(graph)
+
+
+def _fixed_by_position(graph, consts):
+    """Tensors an op fixes the type of: read where the spec wants int64 (Reshape shape, Pad pads...) or
+    where we do not know the op, and outputs of ops whose output type we cannot choose."""
+    fixed = set()
+    for node in graph.node:
+        tied = {where for group in _tied_positions(node) for where, _ in group}
+        free = _FREE.get(node.op_type, set()) if in_default_domain(node) else set()
+        fixed.update(name for k, name in enumerate(node.input) if name and ("i", k) not in tied and k not in free)
+        if not _casts_to_int64(node):
+            fixed.update(name for k, name in enumerate(node.output)
+                         if name and name not in consts and ("o", k) not in tied)
+    return fixed
+
+
+def _unclampable_constants(graph, consts):
+    """int64 constants outside the int32 range, unless every reader is a start/end of a positive-step
+    Slice (there clamping changes nothing: ONNX clamps to the axis size anyway)."""
+    readers = collections.defaultdict(list)
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            readers[name].append((node, k))
+    out = set()
+    for name, t in consts.items():
+        if t.data_type != TensorProto.INT64:
+            continue
+        values = numpy_helper.to_array(t)
+        if values.size and (values.min() < INT32_MIN or values.max() > INT32_MAX):
+            if not all(n.op_type == "Slice" and k in _SLICE_BOUNDS and _positive_steps(n, consts)
+                       for n, k in readers[name]):
+                out.add(name)
+    return out
 
 
 def _positive_steps(node, consts):
@@ -324,7 +389,7 @@ def _attr(node, name):
     return None
 
 
-def int64_to_int32(model):
+def int64_to_int32(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """Retype int64 index arithmetic to int32 where the ONNX spec allows it.
 
     Casts to int64 become casts to int32 and int64 constants/initializers become int32 when every
@@ -337,17 +402,15 @@ def int64_to_int32(model):
     convert, consts = _int64_plan(graph)
     count = 0
     for node in graph.node:
-        if node.op_type == "Cast" and node.domain in _DEFAULT_DOMAINS and node.output[0] in convert:
-            for a in node.attribute:
-                if a.name == "to":
-                    a.i = TensorProto.INT32
+        if _casts_to_int64(node) and node.output[0] in convert:
+            next(a for a in node.attribute if a.name == "to").i = TensorProto.INT32
             count += 1
     for name, t in consts.items():
         if name in convert and t.data_type == TensorProto.INT64:
             arr = np.clip(numpy_helper.to_array(t), INT32_MIN, INT32_MAX).astype(np.int32)
             t.CopyFrom(numpy_helper.from_array(arr, t.name))
             count += 1
-    for vi in graph.value_info:
+    for vi in graph.value_info:  # stale int64 annotations would contradict the new types
         if vi.name in convert and vi.type.tensor_type.elem_type == TensorProto.INT64:
             vi.type.tensor_type.elem_type = TensorProto.INT32
     return model, count
@@ -359,17 +422,49 @@ REWRITES = (
 )
 
 
-def fix_model(model):
-    """All rewrites in order -> (model, [(rewrite name, count), ...])."""
+def fix_model(model: onnx.ModelProto, *,
+              check_outputs: Callable[[str, onnx.ModelProto], float] | None = None,
+              ) -> tuple[onnx.ModelProto, list[tuple[str, int]]]:
+    """All rewrites in order -> (model, [(rewrite name, count), ...]).
+
+    The input must pass onnx.checker (full check), and so must every rewrite's result; a rewrite that
+    changed something is also given to `check_outputs(name, model)` (an `OutputCheck`) when set. Each
+    failure is a Flownet2Error that names the rewrite (or the input, when it was invalid already).
+    """
+    _checked(model, "the input model")
     report = []
     for name, rewrite in REWRITES:
-        model, count = rewrite(model)
+        rewritten, count = rewrite(model)
+        if count or len(rewritten.graph.node) != len(model.graph.node):  # unchanged models need no check
+            _checked(rewritten, f"rewrite '{name}'")
+            if check_outputs is not None:
+                check_outputs(name, rewritten)
+        model = rewritten
         report.append((name, count))
     return model, report
 
 
-def random_feeds(model, seed=0):
-    """Random inputs for every graph input of `model` (static shapes; floats in [-0.5, 0.5])."""
+def _checked(model, what):
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise Flownet2Error(f"{what} fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+    except ValueError as e:  # protobuf refuses to serialise a model over 2 GiB for the checker
+        raise Flownet2Error(f"{what} cannot be checked: {e}") from None
+
+
+def save_onnx(model: onnx.ModelProto, path: str) -> int:
+    """Write `model` as one self-contained .onnx file, atomically; returns its size in bytes."""
+    if model.ByteSize() > _PROTOBUF_LIMIT:
+        raise Flownet2Error(f"{path}: the model is over 2 GiB, which a single ONNX file cannot hold")
+    data = model.SerializeToString()
+    atomic_save(path, data)
+    return len(data)
+
+
+def random_feeds(model: onnx.ModelProto, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs for every graph input of `model`: {name: array of its static shape (unknown
+    dims 1) and type}; floats uniform in [-0.5, 0.5), integers 0 or 1."""
     rng = np.random.default_rng(seed)
     initializers = {t.name for t in model.graph.initializer}
     feeds = {}
@@ -386,22 +481,47 @@ def random_feeds(model, seed=0):
     return feeds
 
 
-def _session(model):
-    import onnxruntime as ort
+def _run(model, feeds, what):
+    """Outputs of `model` (a path, so external data is found, or a ModelProto) on ONNX Runtime's CPU."""
+    import onnxruntime as ort  # only the checks need it
 
     source = model if isinstance(model, str) else model.SerializeToString()
-    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(source, providers=["CPUExecutionProvider"]).run(None, feeds)
+    except Exception as e:  # ONNX Runtime's errors share no base class beyond Exception
+        raise Flownet2Error(f"{what} does not run on ONNX Runtime: {str(e).strip().splitlines()[0]}") from None
 
 
-def max_output_diff(reference, candidate, seed=0):
-    """Largest |difference| over all outputs of two models (paths or ModelProtos) on the same random inputs."""
-    ref = _session(reference)
-    cand = _session(candidate)
-    header = onnx.load(reference, load_external_data=False) if isinstance(reference, str) else reference
-    feeds = random_feeds(header, seed)
-    worst = 0.0
-    for a, b in zip(ref.run(None, feeds), cand.run(None, feeds)):
-        if a.shape != b.shape:
-            return float("inf")
-        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0)))
-    return worst
+class OutputCheck:
+    """Compares rewritten models with a reference model on ONNX Runtime, on one set of random inputs.
+
+    The reference runs once; each call `check(rewrite_name, model)` runs the rewritten model, records
+    the largest |output difference| in `diffs[rewrite_name]`, and raises Flownet2Error naming the
+    rewrite when it exceeds `tolerance` (or an output changed shape).
+    """
+
+    def __init__(self, reference: str | onnx.ModelProto, *, seed: int = 0, tolerance: float = TOLERANCE):
+        header = onnx.load(reference, load_external_data=False) if isinstance(reference, str) else reference
+        self.seed, self.tolerance = seed, tolerance
+        self.feeds = random_feeds(header, seed=seed)
+        self.expected = _run(reference, self.feeds, "the input model")
+        self.diffs: dict[str, float] = {}
+
+    def __call__(self, name: str, model: onnx.ModelProto) -> float:
+        diff = 0.0
+        for k, (want, got) in enumerate(zip(self.expected, _run(model, self.feeds, f"the result of rewrite '{name}'"))):
+            if want.shape != got.shape:
+                self.diffs[name] = float("inf")
+                raise Flownet2Error(f"rewrite '{name}' changes the shape of output {k} from {list(want.shape)} "
+                                    f"to {list(got.shape)}")
+            diff = max(diff, float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64)), initial=0.0)))
+        self.diffs[name] = diff
+        if not diff <= self.tolerance:
+            raise Flownet2Error(f"rewrite '{name}' changes the outputs by {diff:.3g} (> {self.tolerance}) "
+                                f"on random inputs (seed {self.seed})")
+        return diff
+
+    @property
+    def worst(self) -> float:
+        """Largest difference seen so far (0 when no rewrite changed anything)."""
+        return max(self.diffs.values(), default=0.0)
