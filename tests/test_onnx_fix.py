@@ -13,7 +13,9 @@ from flownet2.atc_ops import OPS_FILE, load_supported_ops, unsupported_nodes
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
 from flownet2 import onnx_fix
-from flownet2.onnx_fix import int64_to_int32, merge_slice_chains
+from flownet2.onnx_graph import constant_tensors, copy_model
+from flownet2.onnx_int32 import int64_to_int32
+from flownet2.onnx_slices import merge_slice_chains
 from flownet2.provenance import KEY
 
 I64_MAX, I64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
@@ -412,8 +414,8 @@ def test_cli_output_that_is_a_folder_is_named_as_given(tmp_path, capsys):
 
 def _breaks_outputs(model):
     """A wrong 'rewrite': every Slice window moves by one, so the model stays valid but computes another thing."""
-    model = onnx_fix._copy(model)
-    consts = onnx_fix._constant_tensors(model.graph)
+    model = copy_model(model)
+    consts = constant_tensors(model.graph)
     for node in model.graph.node:
         if node.op_type == "Slice":
             for t in (consts[node.input[1]], consts[node.input[2]]):  # starts and ends
@@ -423,8 +425,8 @@ def _breaks_outputs(model):
 
 def _changes_a_shape(model):
     """A wrong 'rewrite': the rows and columns Slice starts one later, so y shrinks from 2x3 to 1x2."""
-    model = onnx_fix._copy(model)
-    consts = onnx_fix._constant_tensors(model.graph)
+    model = copy_model(model)
+    consts = constant_tensors(model.graph)
     for node in model.graph.node:
         if node.op_type == "Slice":
             t = consts[node.input[1]]
@@ -434,7 +436,7 @@ def _changes_a_shape(model):
 
 def _breaks_checker(model):
     """A wrong 'rewrite': a node reads a tensor nobody writes."""
-    model = onnx_fix._copy(model)
+    model = copy_model(model)
     model.graph.node[0].input[0] = "nowhere"
     return model, 1
 
@@ -469,7 +471,7 @@ def test_an_invalid_input_is_blamed_on_the_input_not_a_rewrite():
 def test_output_check_measures_the_difference_against_a_hand_made_change():
     # reference y = x[1:3, 2:5]; candidate adds 0.25 to every element of y: the difference is 0.25 exactly
     model = chain_and_cast_model()
-    shifted = onnx_fix._copy(model)
+    shifted = copy_model(model)
     shifted.graph.node[1].output[0] = "y_raw"
     shifted.graph.initializer.append(numpy_helper.from_array(np.float32(0.25), "quarter"))
     shifted.graph.node.append(helper.make_node("Add", ["y_raw", "quarter"], ["y"]))
