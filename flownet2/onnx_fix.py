@@ -46,30 +46,47 @@ def fix_model(model: onnx.ModelProto, *,
               ) -> tuple[onnx.ModelProto, list[tuple[str, int]]]:
     """All rewrites in order -> (model, [(rewrite name, count), ...]).
 
-    The input must pass onnx.checker (full check), and so must every rewrite's result; a rewrite that
-    changed something is also given to `check_outputs(name, model)` (an `OutputCheck`) when set. Each
-    failure is a Flownet2Error that names the rewrite (or the input, when it was invalid already).
+    The result of every rewrite that changed something must pass onnx.checker (full check) and, when
+    `check_outputs` is set (an `OutputCheck`), `check_outputs(name, model)`. Each failure is a
+    Flownet2Error that names the rewrite, or the input when it fails the checker itself.
     """
-    _checked(model, "the input model")
-    report = []
+    source, report, checked = model, [], False
     for name, rewrite in REWRITES:
         rewritten, count = rewrite(model)
         if count or len(rewritten.graph.node) != len(model.graph.node):  # unchanged models need no check
-            _checked(rewritten, f"rewrite '{name}'")
+            _check_valid(rewritten, f"rewrite '{name}'", source=source)
             if check_outputs is not None:
                 check_outputs(name, rewritten)
+            checked = True
         model = rewritten
         report.append((name, count))
+    if not checked:  # nothing changed: the result is the input, which still has to be valid
+        _check_valid(model, "the input model", source=model)
     return model, report
 
 
-def _checked(model, what):
+def _checker_error(model):
+    """onnx.checker's complaint about `model` (full check) in one line, or None when it passes."""
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise Flownet2Error(f"{what} fails onnx.checker: {str(e).strip().splitlines()[0]}") from None
+        return str(e).strip().splitlines()[0]
     except ValueError as e:  # protobuf refuses to serialise a model over 2 GiB for the checker
-        raise Flownet2Error(f"{what} cannot be checked: {e}") from None
+        return f"cannot be checked: {e}"
+    return None
+
+
+def _check_valid(model, what, *, source):
+    """Flownet2Error when `model` fails onnx.checker, blaming `what`, or the input `source` when that
+    fails too (checked only then: a full check of FlowNet2 costs seconds)."""
+    error = _checker_error(model)
+    if error is None:
+        return
+    if source is not model:
+        own = _checker_error(source)
+        if own is not None:
+            what, error = "the input model", own
+    raise Flownet2Error(f"{what} fails onnx.checker: {error}")
 
 
 def save_onnx(model: onnx.ModelProto, path: str) -> int:

@@ -466,6 +466,11 @@ def test_an_invalid_input_is_blamed_on_the_input_not_a_rewrite():
     model.graph.node[0].input[0] = "nowhere"
     with pytest.raises(Flownet2Error, match="^the input model fails onnx.checker"):
         onnx_fix.fix_model(model)
+    # nothing to rewrite: the result is the input, still checked
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    untouched = make_model([helper.make_node("Relu", ["nowhere"], ["y"])], [x], [out("y", 1)])
+    with pytest.raises(Flownet2Error, match="^the input model fails onnx.checker"):
+        onnx_fix.fix_model(untouched)
 
 
 def test_output_check_measures_the_difference_against_a_hand_made_change():
