@@ -1,7 +1,6 @@
-"""int64 index arithmetic retyped to int32 where the ONNX spec allows it (ATC prefers int32 indices).
-
-Unlike the Ascend example's fix, which also rewrote Reshape shapes (then rejected by ONNX Runtime),
-shape-like inputs stay int64, so the result stays valid ONNX.
+"""int64 index arithmetic retyped to int32 where the ONNX spec allows it, as the Ascend example's fix does
+for ATC; unlike that fix, which also rewrote Reshape shapes (then rejected by ONNX Runtime), shape-like
+inputs stay int64, so the result stays valid ONNX.
 """
 import collections
 

@@ -1,4 +1,4 @@
-"""Slice -> Slice chains folded into one multi-axis Slice (ATC handles long Slice chains poorly).
+"""Slice -> Slice chains folded into one multi-axis Slice: fewer nodes for ATC to convert.
 
 Works on the index sets the ONNX spec defines, so the merged Slice selects exactly what the chain did.
 """
