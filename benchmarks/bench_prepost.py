@@ -2,6 +2,9 @@
 
     python benchmarks/bench_prepost.py [--dataset PATH/sintel-mini/training] [--repeats 7]
 
+--dataset defaults to the Sintel sample the tests use (tests/sintel_mini.py: $FLOWNET2_SINTEL_MINI,
+else shared/data/sintel-mini inside or beside the repository).
+
 Floor for preprocess: decoding the same PNGs and writing the same number of bytes (plain writes).
 Floor for postprocess: reading the same prediction and ground-truth bytes, decoding the same
 occlusion PNGs and writing as many report bytes. Each number is the best of --repeats runs, in pairs per second.
@@ -14,15 +17,15 @@ import tempfile
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would be timed too
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # the tests' sample locator
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from flownet2 import batches, evaluate, sintel  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT = os.path.join(HERE, "..", "..", "shared", "data", "sintel-mini", "training")
+from sintel_mini import MINI_DIR  # noqa: E402
 
 
 def best_of_both(repeats, ours, floor):
@@ -95,7 +98,7 @@ def postprocess_floor(manifest, prep, run, report_bytes):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default=DEFAULT)
+    ap.add_argument("--dataset", default=str(MINI_DIR / "training"), help="Sintel training folder")
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     n = len(sintel.find_pairs(args.dataset, "clean")[0])

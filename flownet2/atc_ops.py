@@ -10,9 +10,10 @@ import collections
 import os
 from typing import NamedTuple
 
+from .onnx_graph import in_default_domain
+
 OPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "atc_310p_ops.txt")
 PUBLISHED, CANN = "published", "cann"
-_DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 class OpCheck(NamedTuple):
@@ -41,7 +42,7 @@ def unsupported_nodes(model, supported):
     """{op: [node names]} for every node outside `supported` (other domains count as unsupported)."""
     found = collections.defaultdict(list)
     for k, node in enumerate(model.graph.node):
-        op = node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}::{node.op_type}"
+        op = node.op_type if in_default_domain(node) else f"{node.domain}::{node.op_type}"
         if op not in supported:
             found[op].append(node.name or f"<unnamed node #{k}>")
     return dict(found)

@@ -16,12 +16,12 @@ HEADER_BYTES = 12
 UNKNOWN_THRESHOLD = 1e9
 
 
-def flo_bytes(height, width):
-    """Size in bytes of a .flo file of the given size."""
+def flo_bytes(height: int, width: int) -> int:
+    """Size in bytes of a .flo file holding a (height, width, 2) flow."""
     return HEADER_BYTES + height * width * 2 * 4
 
 
-def read_flo_size(path):
+def read_flo_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) from the header alone, after checking the file size matches it."""
     path = os.fspath(path)
     try:
@@ -49,15 +49,15 @@ def read_flo_size(path):
     return height, width
 
 
-def read_flo(path):
-    """The flow field as a (height, width, 2) float32 array (u, v)."""
+def read_flo(path: str | os.PathLike) -> np.ndarray:  # (H, W, 2) float32
+    """The flow field as a (height, width, 2) float32 array: [..., 0] = u (x), [..., 1] = v (y), in pixels."""
     height, width = read_flo_size(path)
     data = np.fromfile(os.fspath(path), dtype="<f4", offset=HEADER_BYTES)
     return data.reshape(height, width, 2).astype(np.float32, copy=False)
 
 
-def write_flo(path, flow):
-    """Write a (height, width, 2) flow field atomically."""
+def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
+    """Write a (height, width, 2) flow field (u, v) as float32, atomically."""
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] == 0 or flow.shape[1] == 0:
         raise ValueError(f"write_flo({path}): flow must be (height, width, 2), got {flow.shape}")
@@ -66,6 +66,6 @@ def write_flo(path, flow):
     atomic_save(path, header + np.ascontiguousarray(flow, dtype="<f4").tobytes())
 
 
-def unknown_mask(flow):
-    """True where the flow is marked unknown (|u| or |v| > 1e9)."""
+def unknown_mask(flow: np.ndarray) -> np.ndarray:  # (..., 2) -> (...) bool
+    """True where the flow is marked unknown (|u| or |v| > 1e9); flow is (..., 2), the mask (...)."""
     return (np.abs(flow[..., 0]) > UNKNOWN_THRESHOLD) | (np.abs(flow[..., 1]) > UNKNOWN_THRESHOLD)

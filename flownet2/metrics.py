@@ -1,6 +1,6 @@
 """Optical-flow metrics against ground truth: EPE, px1/px3/px5, occluded / non-occluded EPE.
 
-Conventions (FLOWNET2.md 3.4): EPE is the per-image mean of ||pred - gt||, then the mean over
+Conventions: EPE is the per-image mean of ||pred - gt||, then the mean over
 images. px1/px3/px5 are the fraction of pixels with EPE strictly under 1/3/5 px, per image, then
 averaged over images. Occluded / non-occluded EPE is pooled over all masked pixels of a set (an
 image with ten occluded pixels should not weigh as much as one with ten thousand). Pixels whose

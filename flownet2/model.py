@@ -2,7 +2,7 @@
 
 `FlowNet2()(x1, x2)` takes two normalised B x 3 x H x W frames (H, W multiples of 64) and returns
 B x 2 x H x W flow in pixels (u right, v down). state_dict() keys and shapes match the official
-checkpoint (shared/reference/flownet2_state_dict.tsv).
+checkpoint (the key list is tests/data/flownet2_state_dict.tsv).
 """
 import torch
 import torch.nn as nn

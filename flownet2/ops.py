@@ -1,6 +1,6 @@
 """FlowNet2's three custom layers in plain, ONNX-exportable PyTorch (no CUDA extension, no GridSample).
 
-Semantics follow the NVIDIA port's CUDA kernels exactly (see shared/reference/FLOWNET2.md, section 2):
+Semantics follow the NVIDIA port's CUDA kernels (flownet2-pytorch, networks/*_package) exactly:
 - correlation: out[k] = mean_c f1[c, y, x] * f2[c, y+dy, x+dx], f2 zero outside, k = iy*21 + ix.
 - warp (Resample2d): bilinear, weights from the unclamped sample point, each neighbour clamped.
 - channel norm: sqrt(sum_c x^2), no epsilon.

@@ -148,24 +148,34 @@ def _save_png(path, array):
         Image.fromarray(array).save(f, format="PNG")
 
 
-def make_synthetic_sintel(root, scenes=2, pairs=2, height=436, width=1024, seed=0):
-    """Write a Sintel-layout dataset under `root`; returns the path of its `training` folder."""
+def make_synthetic_sintel(root: str | os.PathLike, *, scenes: int = 2, pairs: int = 2, height: int = 436,
+                          width: int = 1024, seed: int = 0) -> str:
+    """Write a Sintel-layout dataset under `root`; returns the path of its `training` folder.
+
+    Per scene `synthetic_N`: pairs + 1 frames in clean/ and final/ (uint8 RGB PNG, height x width),
+    and per pair flow/ (.flo, (height, width, 2) float32), occlusions/ and invalid/ (PNG, 0 or 255).
+    """
     if scenes < 1 or pairs < 1 or height < 8 or width < 8:
-        raise Flownet2Error("synthetic dataset: need --scenes, --pairs >= 1 and a size of at least 8x8")
+        raise Flownet2Error(f"synthetic dataset: need at least 1 scene and 1 pair per scene, and a size of "
+                            f"at least 8x8 (got {scenes} scenes, {pairs} pairs, {height}x{width})")
     training = os.path.join(os.path.abspath(os.fspath(root)), "training")
     for s in tqdm(range(scenes), desc="synthetic scenes", unit="scene"):
         rng = np.random.default_rng([seed, s])
         scene = f"synthetic_{s + 1}"
         frames, flows, occlusions = _scene(rng, pairs, height, width)
-        path = lambda folder, n, ext: os.path.join(training, folder, scene, f"frame_{n + 1:04d}{ext}")
         for n, frame in enumerate(frames):
-            _save_png(path("clean", n, ".png"), frame)
-            _save_png(path("final", n, ".png"), _final_pass(rng, frame))
+            _save_png(_frame_path(training, "clean", scene, n, ".png"), frame)
+            _save_png(_frame_path(training, "final", scene, n, ".png"), _final_pass(rng, frame))
         for n, (flow, occ) in enumerate(zip(flows, occlusions)):
-            write_flo(path("flow", n, ".flo"), flow)
-            _save_png(path("occlusions", n, ".png"), occ.astype(np.uint8) * 255)
-            _save_png(path("invalid", n, ".png"), np.zeros((height, width), np.uint8))
+            write_flo(_frame_path(training, "flow", scene, n, ".flo"), flow)
+            _save_png(_frame_path(training, "occlusions", scene, n, ".png"), occ.astype(np.uint8) * 255)
+            _save_png(_frame_path(training, "invalid", scene, n, ".png"), np.zeros((height, width), np.uint8))
     return training
+
+
+def _frame_path(training, folder, scene, n, ext):
+    """Sintel's name for frame n (0-based) of a scene: folder/scene/frame_000{n+1}{ext}."""
+    return os.path.join(training, folder, scene, f"frame_{n + 1:04d}{ext}")
 
 
 def main(argv=None):
@@ -177,7 +187,8 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    print(make_synthetic_sintel(args.out, args.scenes, args.pairs, args.height, args.width, args.seed))
+    print(make_synthetic_sintel(args.out, scenes=args.scenes, pairs=args.pairs, height=args.height,
+                                width=args.width, seed=args.seed))
     return 0
 
 

@@ -10,7 +10,6 @@ from flownet2.flo import read_flo, read_flo_size, unknown_mask, write_flo
 from sintel_mini import MINI, needs_mini
 
 
-
 def _hand_made_flo(path, flow):
     """Independent writer: the Middlebury layout spelled out with struct, value by value."""
     h, w, _ = flow.shape

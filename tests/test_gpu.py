@@ -23,7 +23,7 @@ from flownet2.ops import correlation
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_gpu.py"
-SINTEL = REPO.parent / "shared" / "data" / "sintel-mini"
+from sintel_mini import MINI_DIR as SINTEL  # noqa: E402
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
 
 

@@ -8,7 +8,7 @@ from flownet2.checkpoint import stand_in_state_dict
 from flownet2.errors import Flownet2Error
 from flownet2.model import FlowNet2
 
-TSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "flownet2_state_dict.tsv"
+TSV = Path(__file__).resolve().parent / "data" / "flownet2_state_dict.tsv"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,10 @@ import fix_onnx
 from flownet2.atc_ops import OPS_FILE, load_supported_ops, unsupported_nodes
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
-from flownet2.onnx_fix import int64_to_int32, merge_slice_chains
+from flownet2 import onnx_fix
+from flownet2.onnx_graph import constant_tensors, copy_model
+from flownet2.onnx_int32 import int64_to_int32
+from flownet2.onnx_slices import merge_slice_chains
 from flownet2.provenance import KEY
 
 I64_MAX, I64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
@@ -380,3 +383,105 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path}") and err.count("\n") == 1
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_cli_says_an_empty_or_foreign_file_is_not_an_onnx_model(tmp_path, capsys):
+    empty, text = tmp_path / "empty.onnx", tmp_path / "notes.onnx"
+    empty.write_bytes(b"")  # parses as an empty ModelProto: once blamed on the rewrite
+    text.write_bytes(b"x1, x2 -> flow\n")
+    for path in (empty, text):
+        with pytest.raises(SystemExit) as e:
+            run_main(fix_onnx.main, [str(path), str(tmp_path / "out.onnx")])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: the input is not an ONNX model"), err
+        assert "rewrite" not in err and err.count("\n") == 1
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_cli_output_that_is_a_folder_is_named_as_given(tmp_path, capsys):
+    src, folder = tmp_path / "m_sim.onnx", tmp_path / "fixed"
+    onnx.save(chain_and_cast_model(), src)
+    folder.mkdir()
+    with pytest.raises(SystemExit) as e:
+        run_main(fix_onnx.main, [str(src), str(folder)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {folder}: is a folder; give the path of the .onnx file to write\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed", "m_sim.onnx"]  # no temporary left
+    assert not any(folder.iterdir())
+
+
+def _breaks_outputs(model):
+    """A wrong 'rewrite': every Slice window moves by one, so the model stays valid but computes another thing."""
+    model = copy_model(model)
+    consts = constant_tensors(model.graph)
+    for node in model.graph.node:
+        if node.op_type == "Slice":
+            for t in (consts[node.input[1]], consts[node.input[2]]):  # starts and ends
+                t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + 1, t.name))
+    return model, 1
+
+
+def _changes_a_shape(model):
+    """A wrong 'rewrite': the rows and columns Slice starts one later, so y shrinks from 2x3 to 1x2."""
+    model = copy_model(model)
+    consts = constant_tensors(model.graph)
+    for node in model.graph.node:
+        if node.op_type == "Slice":
+            t = consts[node.input[1]]
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) + 1, t.name))
+    return model, 1
+
+
+def _breaks_checker(model):
+    """A wrong 'rewrite': a node reads a tensor nobody writes."""
+    model = copy_model(model)
+    model.graph.node[0].input[0] = "nowhere"
+    return model, 1
+
+
+@pytest.mark.parametrize("broken, words", [(_breaks_outputs, "changes the outputs by "),
+                                           (_changes_a_shape, "changes the shape of output 0 from [2, 3] to [1, 2]"),
+                                           (_breaks_checker, "fails onnx.checker")])
+def test_each_rewrite_is_checked_and_a_failure_names_it(monkeypatch, tmp_path, broken, words):
+    src = tmp_path / "m_sim.onnx"
+    onnx.save(chain_and_cast_model(), src)
+    monkeypatch.setattr(onnx_fix, "REWRITES", (onnx_fix.REWRITES[0], ("wrong one", broken)))
+    with pytest.raises(Flownet2Error) as e:
+        fix_onnx.main([str(src), str(tmp_path / "out.onnx")])
+    assert str(e.value).startswith(f"{src}: rewrite 'wrong one' {words}"), e.value
+    assert str(e.value).endswith("nothing written")
+    assert not (tmp_path / "out.onnx").exists()
+    # the library alone: the same check, no file involved
+    check = onnx_fix.OutputCheck(chain_and_cast_model(), seed=3)
+    if broken is _breaks_outputs:
+        with pytest.raises(Flownet2Error, match="rewrite 'wrong one' changes the outputs"):
+            onnx_fix.fix_model(chain_and_cast_model(), check_outputs=check)
+        assert check.diffs["merge Slice->Slice chains"] == 0.0
+
+
+def test_an_invalid_input_is_blamed_on_the_input_not_a_rewrite():
+    model = chain_and_cast_model()
+    model.graph.node[0].input[0] = "nowhere"
+    with pytest.raises(Flownet2Error, match="^the input model fails onnx.checker"):
+        onnx_fix.fix_model(model)
+    # nothing to rewrite: the result is the input, still checked
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    untouched = make_model([helper.make_node("Relu", ["nowhere"], ["y"])], [x], [out("y", 1)])
+    with pytest.raises(Flownet2Error, match="^the input model fails onnx.checker"):
+        onnx_fix.fix_model(untouched)
+
+
+def test_output_check_measures_the_difference_against_a_hand_made_change():
+    # reference y = x[1:3, 2:5]; candidate adds 0.25 to every element of y: the difference is 0.25 exactly
+    model = chain_and_cast_model()
+    shifted = copy_model(model)
+    shifted.graph.node[1].output[0] = "y_raw"
+    shifted.graph.initializer.append(numpy_helper.from_array(np.float32(0.25), "quarter"))
+    shifted.graph.node.append(helper.make_node("Add", ["y_raw", "quarter"], ["y"]))
+    check = onnx_fix.OutputCheck(model, tolerance=0.3)
+    assert check("shift", shifted) == pytest.approx(0.25, abs=1e-6) and check.worst == check.diffs["shift"]
+    strict = onnx_fix.OutputCheck(model, tolerance=0.2)
+    with pytest.raises(Flownet2Error, match=r"rewrite 'shift' changes the outputs by 0.25 \(> 0.2\)"):
+        strict("shift", shifted)

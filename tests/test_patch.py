@@ -21,13 +21,14 @@ import flownet2.ops
 from flownet2.checkpoint import stand_in_state_dict
 from flownet2.model import FlowNet2
 from flownet2.sintel import normalise_pair, read_rgb
+from sintel_mini import MINI_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = ROOT / "flownet2.patch"
 UPSTREAM_COMMIT = "2e9e010c98931bc7cef3eb063b195f1e0ab470ba"
 PATCHED_FILES = {"models.py", "networks/FlowNetC.py"}
 CRLF_FILES = {"models.py"}  # upstream's models.py has CRLF line ends; the patch must keep them
-SINTEL = ROOT.parent / "shared" / "data" / "sintel-mini" / "training" / "clean"
+SINTEL = MINI_DIR / "training" / "clean"
 PAIRS = [("alley_1", 1), ("market_5", 2)]  # (scene, first frame): batch item 0 and 1
 TOL_PX = 1e-4
 SEED = 5

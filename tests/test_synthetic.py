@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from flownet2 import sintel
+from flownet2.errors import Flownet2Error
 from flownet2.flo import read_flo
 from flownet2.synthetic import make_synthetic_sintel
 
@@ -69,7 +70,9 @@ def _bilinear(img, x, y):
 
 @pytest.mark.parametrize("scene,n", [("synthetic_1", 1), ("synthetic_1", 2), ("synthetic_2", 1)])
 def test_flow_moves_frame_n_onto_frame_n_plus_1(dataset, scene, n):
-    load = lambda folder, k, ext=".png": os.path.join(dataset, folder, scene, f"frame_{k:04d}{ext}")
+    def load(folder, k, ext=".png"):
+        return os.path.join(dataset, folder, scene, f"frame_{k:04d}{ext}")
+
     img1 = np.asarray(Image.open(load("clean", n))).astype(np.float64)
     img2 = np.asarray(Image.open(load("clean", n + 1))).astype(np.float64)
     flow = read_flo(load("flow", n, ".flo"))
@@ -107,3 +110,13 @@ def test_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "flownet2.synthetic", "--out", str(tmp_path / "e"),
                           "--pairs", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_library_refuses_an_empty_dataset_in_its_own_words(tmp_path):
+    with pytest.raises(Flownet2Error) as e:
+        make_synthetic_sintel(tmp_path, scenes=2, pairs=0, height=32, width=48)
+    assert "0 pairs" in str(e.value) and "--" not in str(e.value)  # no command-line flag: any caller may see it
+    assert not (tmp_path / "training").exists()
+    params = inspect.signature(make_synthetic_sintel).parameters
+    assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY
+               for name in ("scenes", "pairs", "height", "width", "seed"))
