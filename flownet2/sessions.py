@@ -178,13 +178,13 @@ def open_torch(weights, *, batch_size=1, size=DEFAULT_SIZE, precision="fp32", de
     """PyTorch on CUDA GPU `device` when one is visible, else on the CPU (fp32, or bf16 with bf16 units)."""
     import torch
 
-    from . import gpu as torch_backend
+    from . import torch_backend
 
-    if torch.cuda.is_available():
-        target = f"cuda:{device}"
-    else:
+    cuda = torch.cuda.is_available()
+    if not cuda:
         torch_backend.check_cpu_precision(precision)
-        target = "cpu"
     height, width = size
-    return torch_backend.TorchSession(weights, batch_size, height, width, target, precision, torch_mode,
-                                      channels_last=target != "cpu", unsafe_pickle=unsafe_pickle)
+    # channels-last: what cuDNN's fast fp16 kernels want; the CPU's kernels prefer NCHW
+    return torch_backend.TorchSession.load(weights, unsafe_pickle=unsafe_pickle, batch=batch_size, height=height,
+                                           width=width, device=f"cuda:{device}" if cuda else "cpu",
+                                           precision=precision, mode=torch_mode, channels_last=cuda)

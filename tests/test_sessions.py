@@ -129,7 +129,7 @@ def test_fp16_emulation_rounds_every_stored_value(tmp_path, pair):
 
 
 def test_torch_cpu_precisions(monkeypatch):
-    from flownet2 import gpu as torch_backend
+    from flownet2 import torch_backend
 
     with pytest.raises(Flownet2Error, match="precision fp16 needs a CUDA GPU; on the CPU use fp32"):
         sessions.open_model("stand-in:0", size=(64, 64), precision="fp16")
