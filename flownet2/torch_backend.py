@@ -234,7 +234,7 @@ def compile_model(module, compile_mode="reduce-overhead", *, backend="inductor")
     return torch.compile(module, mode=mode, backend=backend, fullgraph=True, dynamic=False)
 
 
-# --------------------------------------------------------------------------- runner and session
+# --------------------------------------------------------------------------- device and session
 
 def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
     """True when the CPU has bf16 arithmetic units (AVX512_BF16 or AMX-BF16), from the kernel's CPU flags.
