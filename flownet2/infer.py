@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
@@ -270,6 +271,7 @@ def plan_batches(per_input, inputs):
 
 
 def sha256_of(data):
+    """The digest format of the summary and the manifest: "sha256:<hex>"."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -488,37 +490,40 @@ def hand_over_to_ais_bench(argv, *, model):
 
 def _digests_of_inputs(input_arg):
     """{real path: "sha256:<hex>"} of every file named by ais_bench's --input (files, or files in folders)."""
-    digests = {}
+    paths = []
     for item in (input_arg or "").split(","):
-        paths = [os.path.join(item, n) for n in os.listdir(item)] if os.path.isdir(item) else [item]
-        for path in paths:
-            if os.path.isfile(path):
-                with open(path, "rb") as f:
-                    digests[os.path.realpath(path)] = sha256_of(f.read())
-    return digests
+        paths += [os.path.join(item, n) for n in os.listdir(item)] if os.path.isdir(item) else [item]
+    return hash_files([p for p in paths if os.path.isfile(p)], key=os.path.realpath, desc="input digests")
+
+
+def hash_files(paths, *, key=str, desc="digests"):
+    """{key(path): "sha256:<hex>"}; hashed on several threads (hashlib releases the GIL), with a bar."""
+    def one(path):
+        with open(path, "rb") as f:  # batch files are tens of MB at most
+            return key(path), sha256_of(f.read())
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return dict(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="file", file=sys.stderr,
+                         disable=len(paths) < 100))
 
 
 def _summaries_written(output, *, since):
     """ais_bench's summaries under `output` written since `since`: NAME_summary.json, NAME/deviceN_summary.json."""
-    found = glob.glob(os.path.join(output, "*_summary.json")) + glob.glob(os.path.join(output, "**", "device*_summary.json"),
-                                                                           recursive=True)
+    found = (glob.glob(os.path.join(output, "*_summary.json"))
+             + glob.glob(os.path.join(output, "**", "device*_summary.json"), recursive=True))
     return sorted({p for p in found if os.path.getmtime(p) >= since - 1})
 
 
 def _unchanged_digests(summary, before):
     """{infile as listed: digest}, refusing in one line when a listed input changed during the run."""
-    digests = {}
-    for entry in summary.get("filesinfo", {}).values():
-        for path in entry.get("infiles", []):
-            if not os.path.isfile(path):
-                continue  # ais_bench's made-up input of performance mode
-            with open(path, "rb") as f:
-                now = sha256_of(f.read())
-            if before.get(os.path.realpath(path)) != now:
-                raise Flownet2Error(f"{path}: the input file changed while ais_bench ran; its predictions cannot be "
-                                    "tied to the file's contents (run again with the inputs left alone)")
-            digests[path] = now
-    return digests
+    listed = [p for entry in summary.get("filesinfo", {}).values() for p in entry.get("infiles", [])
+              if os.path.isfile(p)]  # not ais_bench's made-up input of performance mode
+    after = hash_files(listed, desc="input digests")
+    for path in listed:
+        if before.get(os.path.realpath(path)) != after[path]:
+            raise Flownet2Error(f"{path}: the input file changed while ais_bench ran; its predictions cannot be "
+                                "tied to the file's contents (run again with the inputs left alone)")
+    return after
 
 
 # --------------------------------------------------------------------------- command line
