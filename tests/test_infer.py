@@ -189,7 +189,7 @@ def test_output_dirname_needs_output(capsys):
 
 
 def test_torch_backend_writes_the_models_flow(tmp_path):
-    # --backend torch (flownet2/gpu.py; CPU eager here): same files as the ONNX path, and the flow is
+    # --backend torch (flownet2/torch_backend.py; CPU eager here): same files as the ONNX path, and the flow is
     # what the plain PyTorch model computes for the same stand-in weights.
     import torch
 
