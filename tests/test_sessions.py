@@ -1,6 +1,7 @@
 """flownet2.sessions.open_model: every kind of model opens to the same session face, and each backend
 computes what the model says. The tiny hand-built model's output is known in closed form:
 flow = 2 * x1[:, 0:2] + x2[:, 1:3]."""
+import os
 import subprocess
 import sys
 import types
@@ -32,10 +33,11 @@ def stand_in_ais_bench(monkeypatch):
 
 
 def compile_om(tmp_path, onnx_path, batch):
-    subprocess.run([sys.executable, str(STANDINS / "atc"), "--framework=5", f"--model={onnx_path}",
+    subprocess.run([str(STANDINS / "atc"), "--framework=5", f"--model={onnx_path}",
                     f"--output={tmp_path / 'tiny'}", "--input_format=NCHW",
                     f"--input_shape=x1:{batch},3,{H},{W};x2:{batch},3,{H},{W}", "--log=debug",
-                    "--soc_version=Ascend310P3"], check=True, capture_output=True)
+                    "--soc_version=Ascend310P3"], check=True, capture_output=True,
+                   env=dict(os.environ, PYTHON=sys.executable))  # the stand-in runs the tests' Python
     return str(tmp_path / "tiny.om")
 
 
