@@ -18,7 +18,7 @@ Frames: real MPI-Sintel pairs (clean, then final), normalised and zero-padded to
 (resized when the size is not Sintel's padded one, as in --cpu-smoke); stand-in weights by default.
 Times: inputs already on the device, median of --iters synchronised calls (host copies excluded).
 EPE vs fp32: per pair, the mean end-point distance to the eager fp32 flow over the real pixels; then
-the mean over the batch. Compiled code is cached in flownet2.gpu.inductor_cache_dir(): a second run
+the mean over the batch. Compiled code is cached in flownet2.torch_backend.inductor_cache_dir(): a second run
 shows the cached compile time.
 """
 import argparse
@@ -38,13 +38,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from flownet2 import gpu, metrics, sintel  # noqa: E402
+from flownet2 import checkpoint, metrics, sintel, torch_backend  # noqa: E402
 from flownet2.cli import run_main  # noqa: E402
 from flownet2.errors import Flownet2Error  # noqa: E402
 from flownet2.fileio import atomic_write  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# work/ is git-ignored: the place to copy sintel-mini for a device run (benchmarks/gpu_check.sh)
+# Looked for in this order; work/ is git-ignored, so a copy of sintel-mini can live there
 DATASETS = [os.path.join(REPO, "work", "sintel-mini"), os.path.join(REPO, "shared", "data", "sintel-mini"),
             os.path.normpath(os.path.join(REPO, "..", "shared", "data", "sintel-mini"))]
 PATHS = {  # name: (mode, precision, compile mode, correlation asked for)
@@ -181,12 +181,12 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def median_seconds(runner, x1, x2, iters, device):
+def median_seconds(forward, x1, x2, iters, device):
     times = []
     for _ in range(iters):
         _sync(device)
         t0 = time.perf_counter()
-        runner(x1, x2)
+        forward(x1, x2)
         _sync(device)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
@@ -224,13 +224,15 @@ def run_row(base, name, x1, x2, args, device):
     model.corr_mode = corr_mode
     before = _inductor_counters()
     t0 = time.perf_counter()
-    runner = gpu.build_runner(model, x1, x2, device, precision, mode, args.channels_last,
-                              compile_mode or "reduce-overhead", args.warmup)
+    session = torch_backend.TorchSession(model, batch=x1.shape[0], height=x1.shape[2], width=x1.shape[3],
+                                         device=device, precision=precision, mode=mode,
+                                         channels_last=args.channels_last,
+                                         compile_mode=compile_mode or "reduce-overhead", warmup=args.warmup)
     row["build_s"] = time.perf_counter() - t0
-    row["corr"] = runner.corr_mode
-    xd1, xd2 = (x.to(device=device, memory_format=runner.memory_format) for x in (x1, x2))
-    row["flow"] = runner(xd1, xd2).float().contiguous().cpu().numpy()  # copied: buffers are reused
-    row["s"] = median_seconds(runner, xd1, xd2, args.iters, device)
+    row["corr"] = session.corr_mode
+    xd1, xd2 = (x.to(device=device, memory_format=session.memory_format) for x in (x1, x2))
+    row["flow"] = session.forward(xd1, xd2).float().contiguous().cpu().numpy()  # copied: buffers are reused
+    row["s"] = median_seconds(session.forward, xd1, xd2, args.iters, device)
     if device.type == "cuda":
         row["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
     if mode == "compile":
@@ -275,7 +277,7 @@ def header_lines(args, device, label, dataset, data_note, valid):
              f"weights {label}; frames from {dataset} (real pixels {valid[0]}x{valid[1]}); "
              f"channels_last={args.channels_last}; median of {args.iters} synchronised calls, inputs on the device;",
              f"EPE vs fp32 = mean end-point distance to the eager fp32 (TF32 off) flow; "
-             f"compile cache {gpu.inductor_cache_dir()}"]
+             f"compile cache {torch_backend.inductor_cache_dir()}"]
     if data_note:
         lines.append(f"**{data_note}**")
     return lines
@@ -292,19 +294,20 @@ def plan(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    torch_backend.use_inductor_cache()  # compiled kernels survive between runs
     if args.cpu_smoke:
         device = torch.device("cpu")
     else:
         if not torch.cuda.is_available():
             raise Flownet2Error(f"no CUDA GPU visible to PyTorch {torch.__version__}: run this on a CUDA "
                                 "machine (benchmarks/gpu_check.sh), or pass --cpu-smoke for a logic check")
-        device = gpu.resolve_device("cuda")
+        device = torch_backend.resolve_device("cuda")
     todo = plan(args)
     with tempfile.TemporaryDirectory(prefix="flownet2_bench_") as scratch:
         dataset, data_note = find_dataset(args.dataset, scratch)
         x1_all, x2_all, valid = load_frames(dataset, max(b for _, b in todo), args.height, args.width)
     weights = args.weights if args.weights else args.seed
-    base, label = gpu.load_model(weights)
+    base, label = checkpoint.load_model(weights)
     header = header_lines(args, device, label, dataset, data_note, valid)
     print("\n".join(header), file=sys.stderr)
     rows, reference = [], {}

@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from flownet2 import infer  # noqa: E402  (after the path set-up, so the script runs from anywhere)
+from flownet2.sessions import open_model  # noqa: E402
 from flownet2.onnx_fix import fix_model  # noqa: E402
 
 
@@ -78,17 +79,17 @@ def runner_overhead(work, fix, n, height, width):
     folder1, folder2 = os.path.join(work, "image1"), os.path.join(work, "image2")
     write_batches(folder1, n, height, width, seed=1)
     write_batches(folder2, n, height, width, seed=2)
-    session = infer.open_session(fix)
+    session = open_model(fix)
     bare_ms(session, folder1, folder2, 1)  # warm-up
     before = bare_ms(session, folder1, folder2, n)
-    argv = ["--model", fix, "--input", f"{folder1},{folder2}", "--output", os.path.join(work, "result"),
-            "--output_dirname", "bench", "--warmup_count", "0", "--batchsize", "1"]
     t0 = time.perf_counter()
-    summary = infer.run_session(session, infer.parse_args(argv), argv)
+    summary = infer.run_session(session, per_input=[infer.list_input_files(f) for f in (folder1, folder2)],
+                                folder=infer.output_folder(os.path.join(work, "result"), "bench"),
+                                argv=["bench_runner.py"], warmup_count=0)
     runner_wall = (time.perf_counter() - t0) * 1000 / n
     after = bare_ms(session, folder1, folder2, n)
     bare = float(np.mean(before + after))
-    print(f"\nRunner overhead, {height}x{width} batch 1, {n} batches, {session.provider}:")
+    print(f"\nRunner overhead, {height}x{width} batch 1, {n} batches, {session.session.get_providers()[0]}:")
     print("| measure | ms per batch |")
     print("|---|---|")
     print(f"| bare session.run (mean of {2 * n}, before and after) | {bare:.0f} |")

@@ -186,7 +186,7 @@ class FlowNet2(nn.Module):
         self.flownets_2 = FlowNetS()
         self.flownets_d = FlowNetSD()
         self.flownetfusion = FlowNetFusion()
-        # gpu.py sets this to run the five sub-networks in fp16/bf16; the glue between them (warps,
+        # torch_backend.py sets this to run the five sub-networks in fp16/bf16; the glue between them (warps,
         # channel norms, upsampling) always stays float32. None: everything in the input's dtype.
         self.subnet_dtype = None
 

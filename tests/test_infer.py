@@ -1,5 +1,6 @@
 """The ais_bench-compatible runner on a tiny hand-built model whose output is known in closed form:
 flow = 2 * x1[:, 0:2] + x2[:, 1:3]."""
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from flownet2.provenance import KEY
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
 SUMMARY_KEYS = {"filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
-                "npu_compute_time_list", "pid", KEY}
+                "npu_compute_time_list", "pid", KEY, infer.DIGESTS_KEY, infer.LATENCY_NOTE_KEY}
 STAT_KEYS = {"min", "max", "mean", "median", "percentile(99%)", "count"}
 H, W = 4, 6
 
@@ -88,6 +89,10 @@ def test_batch_files_give_ais_bench_outputs_and_summary(tmp_path, capsys):
     assert summary["NPU_compute_time"]["percentile(99%)"] == pytest.approx(np.percentile(times, 99))
     assert summary["throughput"] == pytest.approx(1000 * 2 / np.mean(times))
     assert summary["args"][1:] == argv and summary["pid"] == os.getpid() and summary[KEY] == "stand-in:seed=7"
+    infiles = [p for entry in summary["filesinfo"].values() for p in entry["infiles"]]
+    assert summary[infer.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
+                                          for p in infiles} and len(infiles) == 22
+    assert summary["H2D_latency"]["count"] == 0 and "no host-device copy step" in summary[infer.LATENCY_NOTE_KEY]
     line = re.search(r"throughput 1000\*batchsize\.mean\(2\)/NPU_compute_time\.mean\(([\d.e-]+)\): ([\d.e-]+)",
                      capsys.readouterr().out)
     assert float(line[1]) == pytest.approx(np.mean(times)) and float(line[2]) == pytest.approx(summary["throughput"])
@@ -135,10 +140,16 @@ def test_wrong_file_size_is_one_line_naming_file_and_sizes(tmp_path, capsys):
     assert not (tmp_path / "out" / "x_summary.json").exists()
 
 
-def test_batchsize_that_the_model_does_not_take_is_refused(tmp_path):
+def test_batchsize_only_feeds_the_throughput_figure(tmp_path, capsys):
+    # as ais_bench: a --batchsize other than the model's is a warning, and the throughput uses it
     model = tiny_model(tmp_path / "tiny.onnx", batch=2)
-    with pytest.raises(Flownet2Error, match="--batchsize 4, but the model takes batch 2"):
-        infer.main(["--model", model, "--batchsize", "4"])
+    assert infer.main(["--model", model, "--batchsize", "4", "--loop", "2", "--output", str(tmp_path / "o"),
+                       "--output_dirname", "b4"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: batch size 4 given, but the model takes batch 2" in captured.err
+    summary = json.loads((tmp_path / "o" / "b4_summary.json").read_text())
+    assert summary["throughput"] == pytest.approx(1000 * 4 / np.mean(summary["npu_compute_time_list"]))
+    assert "throughput 1000*batchsize.mean(4)/" in captured.out
 
 
 def test_om_without_ais_bench_says_where_to_get_it(tmp_path):
@@ -166,6 +177,9 @@ def test_om_is_handed_to_ais_bench_with_the_same_arguments(tmp_path):
     summary = json.loads((tmp_path / "out" / "npu_summary.json").read_text())
     assert summary[KEY] == "official:FlowNet2_checkpoint.pth.tar"  # from the .om sidecar, added after ais_bench
     assert str(tmp_path / "tiny.om") in summary["args"]
+    infiles = summary["filesinfo"]["0"]["infiles"]
+    assert summary[infer.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
+                                          for p in infiles} and len(infiles) == 2
 
 
 def test_output_dirname_needs_output(capsys):
@@ -175,7 +189,7 @@ def test_output_dirname_needs_output(capsys):
 
 
 def test_torch_backend_writes_the_models_flow(tmp_path):
-    # --backend torch (flownet2/gpu.py; CPU eager here): same files as the ONNX path, and the flow is
+    # --backend torch (flownet2/torch_backend.py; CPU eager here): same files as the ONNX path, and the flow is
     # what the plain PyTorch model computes for the same stand-in weights.
     import torch
 
@@ -197,3 +211,242 @@ def test_torch_backend_writes_the_models_flow(tmp_path):
     assert np.abs(got - ref).max() < 1e-4
     summary = json.loads((tmp_path / "out" / "torch_summary.json").read_text())
     assert summary[KEY] == "stand-in:seed=2"
+
+
+# --------------------------------------------------------------------------- ais_bench's flags and devices
+
+def test_om_is_recognised_in_every_spelling_ais_bench_takes():
+    assert infer.typed_model(["--model=x.om", "--loop", "2"]) == "x.om"
+    assert infer.typed_model(["-m", "x.om"]) == infer.typed_model(["-mx.om"]) == "x.om"
+    assert infer.typed_model(["--mod", "x.om"]) == "x.om"  # argparse's unique prefix
+    assert infer.typed_model(["--model", "a.onnx", "--model", "b.om"]) == "b.om"  # the last one counts
+    assert infer.typed_model(["--loop", "2"]) is None
+
+
+FAKE_AIS_BENCH = '''
+import json, os, sys
+plan = json.loads(os.environ["FAKE_AIS_BENCH_PLAN"])
+with open(plan["log"], "w") as f:
+    json.dump(sys.argv[1:], f)
+for path in plan.get("modify", []):
+    with open(path, "ab") as f:
+        f.write(b"x")
+if "summary" in plan:
+    os.makedirs(os.path.dirname(plan["summary"]), exist_ok=True)
+    with open(plan["summary"], "w") as f:
+        json.dump({"filesinfo": plan["filesinfo"], "args": sys.argv}, f)
+'''
+
+
+def _fake_ais_bench(tmp_path, plan, argv):
+    """`python -m flownet2.infer ARGV` with a probe ais_bench that records the argv it receives."""
+    package = tmp_path / "probe" / "ais_bench"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(FAKE_AIS_BENCH)
+    plan = dict(plan, log=str(tmp_path / "argv.json"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "probe"), str(REPO)]),
+               FAKE_AIS_BENCH_PLAN=json.dumps(plan))
+    done = subprocess.run([sys.executable, "-m", "flownet2.infer", *argv], env=env, capture_output=True, text=True,
+                          cwd=tmp_path)
+    return done, json.loads((tmp_path / "argv.json").read_text())
+
+
+@pytest.mark.parametrize("argv", [
+    ["--model=m.om", "--debug", "1", "--display_all_summary", "True", "--dymHW", "448,1024", "--device", "0,1"],
+    ["-m", "m.om", "--backend", "trtexec", "--acl_json_path", "acl.json", "--profiler=1", "--output", "o"],
+    ["--input", "a,b", "-mm.om", "--outputSize", "100000", "--aipp_config", "x.config", "--pipeline", "1"],
+])
+def test_om_gets_exactly_the_argv_typed(tmp_path, argv):
+    done, received = _fake_ais_bench(tmp_path, {}, argv)
+    assert done.returncode == 0, done.stderr
+    assert received == argv  # nothing added, nothing removed, nothing reordered
+
+
+def _batch_files(tmp_path, n):
+    x1 = write_inputs(tmp_path / "a", [f"{k}.bin" for k in range(n)], (2, 3, H, W), seed=11)
+    x2 = write_inputs(tmp_path / "b", [f"{k}.bin" for k in range(n)], (2, 3, H, W), seed=12)
+    return x1, x2
+
+
+def test_om_hand_over_adds_input_digests_after_the_run(tmp_path):
+    _batch_files(tmp_path, 2)
+    (tmp_path / "m.om").write_text("{}")
+    (tmp_path / "m.om.weights").write_text("official:FlowNet2_checkpoint.pth.tar\n")
+    infiles = [str(tmp_path / "a" / "1.bin"), str(tmp_path / "b" / "1.bin")]
+    plan = {"summary": str(tmp_path / "out" / "npu_summary.json"),
+            "filesinfo": {"0": {"infiles": infiles, "outfiles": []}}}
+    argv = ["--model", "m.om", "--input", f"{tmp_path / 'a'},{tmp_path / 'b'}", "--output", str(tmp_path / "out"),
+            "--output_dirname", "npu"]
+    done, _ = _fake_ais_bench(tmp_path, plan, argv)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "npu_summary.json").read_text())
+    assert summary[infer.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
+                                          for p in infiles}
+    assert summary[KEY] == "official:FlowNet2_checkpoint.pth.tar"
+
+
+def test_om_inputs_changed_during_the_run_are_one_line_and_no_digests(tmp_path):
+    _batch_files(tmp_path, 1)
+    (tmp_path / "m.om").write_text("{}")
+    infiles = [str(tmp_path / "a" / "0.bin"), str(tmp_path / "b" / "0.bin")]
+    plan = {"summary": str(tmp_path / "out" / "npu_summary.json"), "modify": [infiles[1]],
+            "filesinfo": {"0": {"infiles": infiles, "outfiles": []}}}
+    done, _ = _fake_ais_bench(tmp_path, plan, ["--model", "m.om", "--input", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+                                               "--output", str(tmp_path / "out"), "--output_dirname", "npu"])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {infiles[1]}: the input file changed while ais_bench ran; its predictions cannot be tied to the "
+        "file's contents (run again with the inputs left alone)"]
+    assert infer.DIGESTS_KEY not in json.loads((tmp_path / "out" / "npu_summary.json").read_text())
+
+
+def test_ascend_only_flags_on_an_onnx_are_refused_one_line_each(tmp_path, capsys):
+    model = tiny_model(tmp_path / "tiny.onnx", batch=2)
+    with pytest.raises(SystemExit) as e:
+        run_main(infer.main, ["--model", model, "--dymHW", "448,1024", "--profiler=1", "--loop", "2"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --dymHW controls dynamic image size of an .om; an exported FlowNet2 has a static size; it has no "
+        "meaning on ONNX Runtime or PyTorch",
+        "error: --profiler controls the NPU's profiler (msprof); it has no meaning on ONNX Runtime or PyTorch"]
+
+
+def test_ais_bench_flags_that_mean_something_here_are_honoured(tmp_path, capsys):
+    model = tiny_model(tmp_path / "tiny.onnx", batch=2)
+    x1 = write_inputs(tmp_path / "a", ["s0.bin", "s1.bin"], (1, 3, H, W), seed=3)
+    x2 = write_inputs(tmp_path / "b", ["s0.bin", "s1.bin"], (1, 3, H, W), seed=4)
+    # one run of two per-sample files; the output split along axis 1 (the flow's u and v) instead of 0
+    assert infer.main([f"--model={model}", "-i", f"{tmp_path / 'a'},{tmp_path / 'b'}", "-o", str(tmp_path / "out"),
+                       "--output_dirname", "ax1", "--output_batchsize_axis", "1", "--debug", "1",
+                       "--display_all_summary", "True", "--run_mode", "array", "--outfmt", "NPY"]) == 0
+    flow = expected_flow(np.concatenate([x1["s0.bin"], x1["s1.bin"]]), np.concatenate([x2["s0.bin"], x2["s1.bin"]]))
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "ax1" / "s0_0.npy"), flow[:, 0:1])
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "ax1" / "s1_0.npy"), flow[:, 1:2])
+    captured = capsys.readouterr()
+    assert "[INFO] H2D_latency (ms): min = 0.0" in captured.out and "no host-device copy step" in captured.out
+    assert "[DEBUG]" in captured.err and "x1" in captured.err
+    with pytest.raises(SystemExit):
+        infer.parse_args(["--model", model, "--run_mode", "tensor"])  # stages tensors on an NPU: refused
+
+
+def test_device_list_runs_once_per_device_on_its_share(tmp_path):
+    model = tiny_model(tmp_path / "tiny.onnx", batch=2)
+    x1, x2 = _batch_files(tmp_path, 3)
+    assert infer.main(["--model", model, "--input", f"{tmp_path / 'a'},{tmp_path / 'b'}", "--output",
+                       str(tmp_path / "out"), "--output_dirname", "multi", "--device", "0,1"]) == 0
+    shares = {"device0": ["0", "1"], "device1": ["2"]}  # ceil(3 / 2) files each, in order, as ais_bench
+    for device, ids in shares.items():
+        assert sorted(p.name for p in (tmp_path / "out" / "multi" / device).iterdir()) == [f"{k}_0.bin" for k in ids]
+        for k in ids:
+            got = np.fromfile(tmp_path / "out" / "multi" / device / f"{k}_0.bin", np.float32).reshape(2, 2, H, W)
+            np.testing.assert_array_equal(got, expected_flow(x1[f"{k}.bin"], x2[f"{k}.bin"]))
+        summary = json.loads((tmp_path / "out" / "multi" / f"{device}_summary.json").read_text())
+        assert len(summary["filesinfo"]) == len(ids) and len(summary[infer.DIGESTS_KEY]) == 2 * len(ids)
+
+
+class _CopyingSession:
+    """A session whose backend times its copies apart from the run (as PyTorch on CUDA does)."""
+    inputs = [("x1", [1, 3, H, W], np.dtype(np.float32)), ("x2", [1, 3, H, W], np.dtype(np.float32))]
+    batch_size, size, label, copy_ms = 1, (H, W), None, None
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, arrays):
+        self.calls += 1
+        self.copy_ms = (0.5 * self.calls, 0.25 * self.calls)
+        return [arrays[0][:, :2]], 10.0 * self.calls
+
+
+def test_h2d_and_d2h_come_from_the_backend_where_it_has_them():
+    session = _CopyingSession()
+    summary = infer.run_session(session, loop=3, warmup_count=1)
+    # warm-up is call 1, the timed runs are calls 2, 3, 4
+    assert summary["npu_compute_time_list"] == [20.0, 30.0, 40.0]
+    assert summary["H2D_latency"]["mean"] == pytest.approx(1.5) and summary["H2D_latency"]["count"] == 3
+    assert summary["D2H_latency"]["max"] == pytest.approx(1.0) and summary[infer.LATENCY_NOTE_KEY] is None
+
+
+def test_emulate_runs_the_rewritten_onnx(tmp_path, monkeypatch):
+    import types
+
+    def emulate_onnx(model, kind):  # stand-in rewrite: the real one is flownet2.precision's
+        assert kind == "fp16"
+        for init in model.graph.initializer:
+            if init.name == "two":
+                init.CopyFrom(numpy_helper.from_array(np.array(4.0, np.float32), "two"))
+        return model
+
+    monkeypatch.setitem(sys.modules, "flownet2.precision", types.SimpleNamespace(emulate_onnx=emulate_onnx))
+    model = tiny_model(tmp_path / "tiny.onnx", batch=2)
+    x1, x2 = _batch_files(tmp_path, 1)
+    assert infer.main(["--model", model, "--input", f"{tmp_path / 'a'},{tmp_path / 'b'}", "--output",
+                       str(tmp_path / "out"), "--output_dirname", "e", "--emulate", "fp16"]) == 0
+    got = np.fromfile(tmp_path / "out" / "e" / "0_0.bin", np.float32).reshape(2, 2, H, W)
+    np.testing.assert_array_equal(got, 4 * x1["0.bin"][:, 0:2] + x2["0.bin"][:, 1:3])
+    with pytest.raises(Flownet2Error, match="emulation runs .onnx models only"):
+        infer.main(["--model", "stand-in:0", "--emulate", "fp16", "--model_size", "64,64"])
+
+
+def test_backend_must_match_the_model(tmp_path):
+    model = tiny_model(tmp_path / "tiny.onnx", batch=2)
+    with pytest.raises(Flownet2Error, match="PyTorch runs a checkpoint or stand-in:SEED"):
+        infer.main(["--model", model, "--backend", "torch"])
+    with pytest.raises(Flownet2Error, match="ONNX Runtime runs .onnx models"):
+        infer.main(["--model", "stand-in:0", "--backend", "onnxruntime"])
+    with pytest.raises(Flownet2Error, match="precision fp16 applies to PyTorch models"):
+        infer.main(["--model", model, "--precision", "fp16"])
+
+
+# --------------------------------------------------------------------------- PyTorch on the CPU: fp32, bf16
+
+def test_cpu_refuses_fp16_and_bf16_without_bf16_units(monkeypatch):
+    from flownet2 import torch_backend
+
+    with pytest.raises(Flownet2Error, match="precision fp16 needs a CUDA GPU"):
+        infer.main(["--model", "stand-in:0", "--model_size", "64,64", "--precision", "fp16"])
+    monkeypatch.setattr(torch_backend, "cpu_has_bf16", lambda: False)
+    with pytest.raises(Flownet2Error, match=r"^precision bf16 on the CPU needs bf16 units \(AVX512_BF16 or AMX\), "
+                                            "which this CPU lacks; use fp32$"):
+        infer.main(["--model", "stand-in:0", "--model_size", "64,64", "--precision", "bf16"])
+
+
+def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path):
+    from flownet2 import torch_backend
+
+    for flags, has in (("fpu avx2 avx512f avx512_bf16 amx_tile", True), ("fpu avx2 amx_bf16", True),
+                       ("fpu avx2 avx512f avx512_fp16", False)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert torch_backend.cpu_has_bf16(str(tmp_path / "cpuinfo")) is has
+
+
+def test_cpu_bf16_path_runs_the_mixed_model_close_to_fp32(tmp_path, monkeypatch):
+    # This machine may lack bf16 units: the detection is overridden, so the path itself is what runs.
+    import torch
+
+    from flownet2 import torch_backend
+    from flownet2.checkpoint import stand_in_state_dict
+    from flownet2.model import FlowNet2
+
+    monkeypatch.setattr(torch_backend, "cpu_has_bf16", lambda: True)
+    rng = np.random.default_rng(5)
+    x1 = (0.3 * rng.standard_normal((1, 3, 64, 64))).astype(np.float32)
+    x2 = (np.roll(x1, (1, 3), axis=(2, 3)) + 0.05 * rng.standard_normal(x1.shape)).astype(np.float32)
+    for name, x in (("image1", x1), ("image2", x2)):
+        (tmp_path / name).mkdir()
+        x.tofile(tmp_path / name / "0.bin")
+    flows = {}
+    for precision in ("fp32", "bf16"):
+        assert infer.main(["--model", "stand-in:0", "--model_size", "64,64", "--precision", precision,
+                           "--input", f"{tmp_path / 'image1'},{tmp_path / 'image2'}", "--output",
+                           str(tmp_path / "out"), "--output_dirname", precision, "--warmup_count", "0"]) == 0
+        flows[precision] = np.fromfile(tmp_path / "out" / precision / "0_0.bin", np.float32).reshape(1, 2, 64, 64)
+    model = FlowNet2().eval()
+    model.load_state_dict(stand_in_state_dict(model, 0))
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x1), torch.from_numpy(x2)).numpy()
+    epe = {p: float(np.sqrt(((f - ref) ** 2).sum(1)).mean()) for p, f in flows.items()}
+    assert np.abs(ref).max() > 5  # flows of pixels: the drift is not small by being a drift of nothing
+    assert epe["fp32"] < 1e-4
+    assert 1e-3 < epe["bf16"] < 0.35  # rounded (it did run in bf16), yet close

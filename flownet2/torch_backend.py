@@ -1,17 +1,19 @@
-"""FlowNet2 inference with PyTorch on a CUDA GPU: fp16 sub-networks with float32 glue, channels-last,
-and launch overhead removed by CUDA graphs or torch.compile. Chosen at run time, per session:
+"""FlowNet2 on PyTorch, on a CUDA GPU or the CPU: reduced-precision sub-networks (fp16/bf16) with float32
+glue, channels-last, and launch overhead removed by CUDA graphs or torch.compile. Chosen per session:
 
-    session = TorchSession("FlowNet2_checkpoint.pth.tar", batch=1, height=448, width=1024,
-                           device="cuda", precision="fp16", mode="graphs")   # weights=0: stand-in seed 0
+    session = TorchSession.load("FlowNet2_checkpoint.pth.tar", batch=1, height=448, width=1024,
+                                device="cuda", precision="fp16", mode="graphs")   # weights=0: stand-in seed 0
     flow = session.flow(x1, x2)   # numpy B x 3 x H x W float32 (normalised) -> B x 2 x H x W float32
 
-precision: fp32 (strict IEEE: TF32 off), tf32 (TF32 tensor cores for convs and matmuls), fp16, bf16.
+precision: fp32 (strict IEEE: TF32 off), tf32 (TF32 tensor cores for convs and matmuls), fp16, bf16
+(on a CPU: fp32, or bf16 where it has bf16 units, see cpu_has_bf16).
 mode: eager; graphs (one manual CUDA graph, replayed); compile (torch.compile, compile_mode
-"reduce-overhead" or "max-autotune-no-cudagraphs", compiled code cached on disk, see compile_model).
-Importing this module, and using it on the CPU, never initialises CUDA.
+"reduce-overhead" or "max-autotune-no-cudagraphs"; call use_inductor_cache() at process start to keep
+the compiled code across runs). Importing this module, and using it on the CPU, never initialises CUDA.
 """
 import contextlib
 import os
+import re
 import time
 
 import numpy as np
@@ -20,6 +22,7 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from . import checkpoint
 from .checkpoint import load_flownet2, stand_in_state_dict
 from .errors import Flownet2Error
 from .model import FlowNet2, check_input_size
@@ -36,7 +39,7 @@ FLOW_HEADS = (("flownetc", "predict_flow2"), ("flownets_1", "predict_flow2"), ("
 
 # --------------------------------------------------------------------------- weights and precision
 
-def load_model(weights, corr_mode="matmul", unsafe_pickle=False):
+def _load_model(weights, *, corr_mode="matmul", unsafe_pickle=False):
     """(FlowNet2 in eval mode on the CPU, weights label): `weights` is a checkpoint path or an int seed."""
     if corr_mode not in CORRELATION_MODES:
         raise Flownet2Error(f"correlation mode must be one of {', '.join(CORRELATION_MODES)}, got {corr_mode!r}")
@@ -48,6 +51,10 @@ def load_model(weights, corr_mode="matmul", unsafe_pickle=False):
     model = FlowNet2(corr_mode).eval()
     load_flownet2(model, weights, unsafe_pickle)
     return model, official_label(weights)
+
+
+if not hasattr(checkpoint, "load_model"):  # MERGE: delete _load_model and these two lines
+    checkpoint.load_model = _load_model
 
 
 class Float32Conv2d(nn.Conv2d):
@@ -206,24 +213,54 @@ def inductor_cache_dir():
     return os.path.join(base, "flownet2", "inductor")
 
 
-def compile_model(module, compile_mode="reduce-overhead", backend="inductor"):
-    """torch.compile(module) for fixed shapes, with Inductor's caches in inductor_cache_dir().
+def use_inductor_cache():
+    """For a program's start: keep Inductor's compiled kernels in inductor_cache_dir() (created here).
 
-    Inductor's FX-graph and autotuning caches (on by default) live under TORCHINDUCTOR_CACHE_DIR;
-    the default there is a folder in /tmp, which a reboot empties. Pointing it at the user's cache
-    folder makes the first run pay the compile (~30 s reduce-overhead, minutes with max-autotune)
-    and later runs load the kernels. The variable is only set if the user has not set it.
-    fullgraph: a graph break would split the CUDA graphs of reduce-overhead, so it is an error.
+    Inductor's FX-graph and autotuning caches live under TORCHINDUCTOR_CACHE_DIR, by default a folder
+    in /tmp that a reboot empties. In the user's cache folder the first run pays the compile (~30 s
+    reduce-overhead, minutes with max-autotune) and later runs load the kernels. The variable is
+    process-wide, so programs set it, not the library; a value the user set is kept.
     """
-    if compile_mode not in COMPILE_MODES:
-        raise Flownet2Error(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", inductor_cache_dir())
     os.makedirs(os.environ["TORCHINDUCTOR_CACHE_DIR"], exist_ok=True)
+
+
+def compile_model(module, compile_mode="reduce-overhead", *, backend="inductor"):
+    """torch.compile(module) for fixed shapes. fullgraph: a graph break would split the CUDA graphs of
+    reduce-overhead, so it is an error."""
+    if compile_mode not in COMPILE_MODES:
+        raise Flownet2Error(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
     mode = compile_mode if backend == "inductor" else None  # modes are Inductor's
     return torch.compile(module, mode=mode, backend=backend, fullgraph=True, dynamic=False)
 
 
-# --------------------------------------------------------------------------- runner and session
+# --------------------------------------------------------------------------- device and session
+
+def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU has bf16 arithmetic units (AVX512_BF16 or AMX-BF16), from the kernel's CPU flags.
+
+    Without them PyTorch still runs bf16 on the CPU, by converting to fp32 and back: slower than fp32.
+    """
+    try:
+        with open(cpuinfo) as f:
+            flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", f.read()))
+    except OSError:  # not Linux: no portable way to ask
+        return False
+    return bool(flags)
+
+
+def check_cpu_precision(precision):
+    """Refuse, in one line, a precision the CPU cannot run usefully (fp32 always; bf16 with bf16 units)."""
+    if precision == "fp32":
+        return
+    if precision == "bf16":
+        if not cpu_has_bf16():
+            raise Flownet2Error("precision bf16 on the CPU needs bf16 units (AVX512_BF16 or AMX), which this CPU "
+                                "lacks; use fp32")
+        return
+    raise Flownet2Error(f"precision {precision} needs a CUDA GPU; on the CPU use fp32 (or bf16 on a CPU with "
+                        "AVX512_BF16 or AMX)")
+
 
 def resolve_device(device):
     """torch.device for 'cpu', 'cuda' or 'cuda:N'; a clear error when CUDA is asked for but absent."""
@@ -245,91 +282,95 @@ def resolve_device(device):
     return device
 
 
-class Runner:
-    """fn(x1, x2) -> float32 flow for tensors of the built shape; see build_runner."""
+class TorchSession:
+    """FlowNet2 on PyTorch with the face of flownet2.sessions' sessions, built for one input shape.
 
-    def __init__(self, fn, precision, mode, corr_mode, device, memory_format):
-        self.fn, self.precision, self.mode, self.corr_mode = fn, precision, mode, corr_mode
-        self.device, self.memory_format = device, memory_format
+    `model` (a FlowNet2, owned from now on) is converted, moved, captured or compiled here, and the
+    first calls (compilation, cuDNN autotuning, graph recording) happen here too. In graphs mode a
+    matmul correlation that cannot be captured falls back to slices (session.corr_mode says which).
+    inputs: [(name, shape, dtype)]; run([x1, x2]) -> ([flow], ms); flow(x1, x2) -> flow (numpy);
+    forward(x1, x2) -> flow (torch, on the device; graphs and reduce-overhead sessions overwrite it
+    on the next call). Inputs are normalised B x 3 x H x W float32 arrays of exactly the session's shape.
+    """
 
-    def __call__(self, x1, x2):
-        # Same device and layout as when built: a compiled runner would otherwise recompile.
+    def __init__(self, model, label=None, *, batch=1, height=448, width=1024, device="cuda", precision="fp16",
+                 mode="graphs", channels_last=True, compile_mode="reduce-overhead", warmup=3,
+                 compile_backend="inductor"):
+        _check_options(batch, height, width, mode)
+        self.device = resolve_device(device)
+        if mode == "graphs" and self.device.type != "cuda":
+            raise Flownet2Error(f"mode graphs needs a CUDA device, got {self.device}; use mode eager or compile")
+        if mode == "graphs":
+            model.corr_mode = capturable_corr_mode(model.corr_mode)
+        self.label, self.precision, self.mode, self.corr_mode = label, precision, mode, model.corr_mode
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        shape = [batch, 3, height, width]
+        self.inputs = [("x1", shape, np.dtype(np.float32)), ("x2", shape, np.dtype(np.float32))]
+        self.batch_size, self.size = batch, (height, width)
+        self.copy_ms = None  # (H2D ms, D2H ms) of the last run on a CUDA device
+        module = prepare(model, self.device, precision, channels_last)
+        x1, x2 = (x.to(device=self.device, memory_format=self.memory_format) for x in _example_pair(shape))
+        with self._context():
+            if mode == "graphs":
+                self.fn = CudaGraphRunner(module, x1, x2, warmup)
+            else:
+                self.fn = compile_model(module, compile_mode, backend=compile_backend) if mode == "compile" else module
+        for _ in range(warmup if mode != "graphs" else 0):
+            self.forward(x1, x2)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @classmethod
+    def load(cls, weights, *, corr_mode="matmul", unsafe_pickle=False, **options):
+        """A session for a checkpoint path or a stand-in seed (int); options as for TorchSession()."""
+        _check_options(options.get("batch", 1), options.get("height", 448), options.get("width", 1024),
+                       options.get("mode", "graphs"))  # before the 650 MB load
+        model, label = checkpoint.load_model(weights, corr_mode=corr_mode, unsafe_pickle=unsafe_pickle)
+        return cls(model, label, **options)
+
+    def forward(self, x1, x2):
+        """Flow (a device tensor) for torch tensors of the session's shape."""
+        # Same device and layout as when built: a compiled session would otherwise recompile.
         x1, x2 = (x.to(device=self.device, memory_format=self.memory_format) for x in (x1, x2))
-        with self._context(), torch.no_grad():
+        with self._context():
             if self.mode == "compile" and self.device.type == "cuda":
                 torch.compiler.cudagraph_mark_step_begin()  # the previous call's outputs may be reused
             return self.fn(x1, x2)
 
-    def _context(self):
-        return cuda_math(self.precision) if self.device.type == "cuda" else contextlib.nullcontext()
-
-
-def build_runner(model, x1, x2, device, precision="fp16", mode="graphs", channels_last=True,
-                 compile_mode="reduce-overhead", warmup=3, compile_backend="inductor"):
-    """A ready, warmed-up Runner for inputs shaped like the example device tensors x1, x2.
-
-    `model` (a FlowNet2, owned from now on) is converted, moved, captured or compiled here; the
-    first calls (compilation, cuDNN autotuning, graph recording) happen here too. In graphs mode a
-    matmul correlation that cannot be captured falls back to slices (runner.corr_mode says which).
-    The flow a graphs or reduce-overhead runner returns is overwritten by its next call.
-    """
-    if mode not in MODES:
-        raise Flownet2Error(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "graphs" and device.type != "cuda":
-        raise Flownet2Error(f"mode graphs needs a CUDA device, got {device}; use mode eager or compile")
-    if mode == "graphs":
-        model.corr_mode = capturable_corr_mode(model.corr_mode)
-    module = prepare(model, device, precision, channels_last)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x1, x2 = (x.to(device=device, memory_format=fmt) for x in (x1, x2))
-    cuda = device.type == "cuda"
-    with (torch.cuda.device(device) if cuda else contextlib.nullcontext()), \
-            (cuda_math(precision) if cuda else contextlib.nullcontext()), torch.no_grad():
-        if mode == "graphs":
-            fn = CudaGraphRunner(module, x1, x2, warmup)
-        else:
-            fn = compile_model(module, compile_mode, compile_backend) if mode == "compile" else module
-    runner = Runner(fn, precision, mode, model.corr_mode, device, fmt)
-    for _ in range(warmup if mode != "graphs" else 0):
-        runner(x1, x2)
-    if cuda:
-        torch.cuda.synchronize(device)
-    return runner
-
-
-class TorchSession:
-    """FlowNet2 on PyTorch with an ais_bench-style face, like flownet2.infer's OrtSession.
-
-    weights: checkpoint path, or an int seed for stand-in weights. inputs: [(name, shape, dtype)].
-    run([x1, x2]) -> ([flow], milliseconds, host copies included); flow(x1, x2) -> flow.
-    Inputs are normalised B x 3 x H x W float32 arrays of exactly the session's shape.
-    """
-
-    def __init__(self, weights, batch=1, height=448, width=1024, device="cuda", precision="fp16",
-                 mode="graphs", channels_last=True, corr_mode="matmul", compile_mode="reduce-overhead",
-                 unsafe_pickle=False, warmup=3):
-        check_input_size(height, width)
-        if batch < 1:
-            raise Flownet2Error(f"batch must be at least 1, got {batch}")
-        self.device = resolve_device(device)
-        model, self.label = load_model(weights, corr_mode, unsafe_pickle)
-        shape = [batch, 3, height, width]
-        self.inputs = [("x1", shape, np.dtype(np.float32)), ("x2", shape, np.dtype(np.float32))]
-        example = _example_pair(shape)
-        self.runner = build_runner(model, *example, self.device, precision, mode, channels_last,
-                                   compile_mode, warmup)
-        self.provider = f"torch-{mode}-{precision}-{self.device}"
-
     def flow(self, x1, x2):
-        """B x 2 x H x W float32 numpy flow for two numpy (or torch) frames batches."""
-        tensors = [self._tensor(name, shape, a) for (name, shape, _), a in zip(self.inputs, (x1, x2))]
-        flow = self.runner(*tensors)
-        return flow.contiguous().cpu().numpy()  # a copy: the runner's buffer is reused
+        """B x 2 x H x W float32 numpy flow for two numpy (or torch) frame batches."""
+        x1, x2 = (self._tensor(name, shape, a) for (name, shape, _), a in zip(self.inputs, (x1, x2)))
+        return self.forward(x1, x2).contiguous().cpu().numpy()  # a copy: the session's buffer is reused
 
     def run(self, arrays):
-        t0 = time.perf_counter()
-        flow = self.flow(*arrays)
-        return [flow], (time.perf_counter() - t0) * 1000.0
+        """([flow], ms). On a CUDA device ms is the device time of the forward alone, and copy_ms holds
+        the host-to-device and device-to-host copy times, as ais_bench reports them; on the CPU there are
+        no copies and ms is the forward's wall time."""
+        x1, x2 = (self._tensor(name, shape, a) for (name, shape, _), a in zip(self.inputs, arrays))
+        if self.device.type != "cuda":
+            t0 = time.perf_counter()
+            flow = self.forward(x1, x2).contiguous().numpy()
+            return [flow], (time.perf_counter() - t0) * 1000.0
+        with torch.cuda.device(self.device):
+            marks = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+            marks[0].record()
+            x1, x2 = (x.to(device=self.device, memory_format=self.memory_format) for x in (x1, x2))
+            marks[1].record()
+            flow = self.forward(x1, x2)
+            marks[2].record()
+            flow = flow.contiguous().cpu()  # waits for the device
+            marks[3].record()
+            marks[3].synchronize()
+        self.copy_ms = (marks[0].elapsed_time(marks[1]), marks[2].elapsed_time(marks[3]))
+        return [flow.numpy()], marks[1].elapsed_time(marks[2])
+
+    def _context(self):
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        if self.device.type == "cuda":
+            stack.enter_context(torch.cuda.device(self.device))
+            stack.enter_context(cuda_math(self.precision))
+        return stack
 
     def _tensor(self, name, shape, array):
         t = torch.as_tensor(array)
@@ -337,6 +378,14 @@ class TorchSession:
             raise Flownet2Error(f"input {name}: got {tuple(t.shape)} {t.dtype}, the session takes "
                                 f"{tuple(shape)} float32 (normalised frames)")
         return t
+
+
+def _check_options(batch, height, width, mode):
+    check_input_size(height, width)
+    if batch < 1:
+        raise Flownet2Error(f"batch must be at least 1, got {batch}")
+    if mode not in MODES:
+        raise Flownet2Error(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 
 
 def _example_pair(shape):

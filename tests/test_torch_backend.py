@@ -1,4 +1,4 @@
-"""flownet2/gpu.py and benchmarks/bench_gpu.py: the CPU-testable parts here, the CUDA parts where a GPU is.
+"""flownet2/torch_backend.py and benchmarks/bench_gpu.py: the CPU-testable parts here, the CUDA parts where a GPU is.
 
 References are independent of the code under test: the plain fp32 FlowNet2.forward, float64 convs,
 hand-built flows with a known EPE.
@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flownet2 import gpu
+from flownet2 import torch_backend as tb
 from flownet2.checkpoint import stand_in_state_dict
 from flownet2.errors import Flownet2Error
 from flownet2.model import FlowNet2
@@ -62,7 +62,7 @@ def test_mixed_float32_is_exactly_flownet2_forward(base):
     x1, x2 = _pair(1, 64, 128)
     with torch.no_grad():
         ref = base(x1, x2)
-        out = gpu.MixedFlowNet2(copy.deepcopy(base), torch.float32)(x1, x2)
+        out = tb.MixedFlowNet2(copy.deepcopy(base), torch.float32)(x1, x2)
     assert torch.equal(out, ref)
 
 
@@ -78,7 +78,7 @@ class _Recorder(TorchDispatchMode):
 
 def test_fp16_path_keeps_warp_norms_and_flow_heads_in_float32(base):
     # On 'meta' tensors (no arithmetic), at the real 448x1024 size: which dtype each op sees.
-    model = gpu.prepare(copy.deepcopy(base).to("meta"), torch.device("meta"), "fp16", channels_last=True)
+    model = tb.prepare(copy.deepcopy(base).to("meta"), torch.device("meta"), "fp16", channels_last=True)
     x = torch.empty(2, 3, 448, 1024, device="meta")
     with torch.no_grad(), _Recorder() as rec:
         out = model(x, x)
@@ -94,7 +94,7 @@ def test_fp16_path_keeps_warp_norms_and_flow_heads_in_float32(base):
     corr = [args[0].dtype for name, args in rec.calls if name in ("bmm", "mm", "matmul")]
     assert corr and set(corr) == {torch.float16}  # the correlation runs in half precision
     params = {n: p.dtype for n, p in model.named_parameters()}
-    heads = {n for n in params if any(n.startswith(f"net.{s}.{h}.") for s, h in gpu.FLOW_HEADS)}
+    heads = {n for n in params if any(n.startswith(f"net.{s}.{h}.") for s, h in tb.FLOW_HEADS)}
     assert len(heads) == 10 and all(params[n] == torch.float32 for n in heads)
     assert all(params[n] == torch.float16 for n in params if n not in heads)
 
@@ -102,8 +102,8 @@ def test_fp16_path_keeps_warp_norms_and_flow_heads_in_float32(base):
 @pytest.mark.parametrize("precision,dtype,limit", [("bf16", torch.bfloat16, 0.35), ("fp16", torch.float16, 0.05)])
 def test_half_path_is_close_to_fp32_and_better_than_a_plain_cast(base, precision, dtype, limit):
     x1, x2 = _pair(1, 64, 64)
-    model = gpu.prepare(copy.deepcopy(base), torch.device("cpu"), precision, channels_last=True)
-    for sub, head in gpu.FLOW_HEADS:  # the fp32 heads keep the weights unrounded
+    model = tb.prepare(copy.deepcopy(base), torch.device("cpu"), precision, channels_last=True)
+    for sub, head in tb.FLOW_HEADS:  # the fp32 heads keep the weights unrounded
         assert torch.equal(getattr(getattr(model.net, sub), head).weight, getattr(getattr(base, sub), head).weight)
     with torch.no_grad():
         ref = base(x1, x2)
@@ -117,7 +117,7 @@ def test_half_path_is_close_to_fp32_and_better_than_a_plain_cast(base, precision
 
 def test_float32_conv_head_against_float64():
     conv = nn.Conv2d(4, 2, 3, 1, 1).half()
-    head = gpu.Float32Conv2d.from_conv(conv)
+    head = tb.Float32Conv2d.from_conv(conv)
     x = torch.randn(1, 4, 8, 8).half()
     out = head(x)
     ref = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
@@ -128,19 +128,19 @@ def test_float32_conv_head_against_float64():
 
 def test_bad_precision_is_one_clear_error(base):
     with pytest.raises(Flownet2Error, match="precision must be one of"):
-        gpu.prepare(base, torch.device("cpu"), "fp8")
+        tb.prepare(base, torch.device("cpu"), "fp8")
 
 
 def test_cuda_math_sets_and_restores_the_flags():
     m, c = torch.backends.cuda.matmul, torch.backends.cudnn
     saved = (m.allow_tf32, c.allow_tf32, c.benchmark)
-    with gpu.cuda_math("fp32"):
+    with tb.cuda_math("fp32"):
         assert (m.allow_tf32, c.allow_tf32, c.benchmark) == (False, False, True)
-    with gpu.cuda_math("tf32"):
+    with tb.cuda_math("tf32"):
         assert (m.allow_tf32, c.allow_tf32) == (True, True)
-    with gpu.cuda_math("fp16"):
+    with tb.cuda_math("fp16"):
         assert (m.allow_tf32, c.allow_tf32) == saved[:2]
-    with pytest.raises(ValueError), gpu.cuda_math("tf32"):
+    with pytest.raises(ValueError), tb.cuda_math("tf32"):
         raise ValueError
     assert (m.allow_tf32, c.allow_tf32, c.benchmark) == saved
 
@@ -149,71 +149,84 @@ def test_cuda_math_sets_and_restores_the_flags():
 
 def test_host_copy_probe():
     f = torch.empty(3, 2, device="meta")
-    assert gpu.host_copies(lambda t: t + torch.tensor([1.0, 2.0]).to(t.device), f) == ["aten._to_copy.default"]
-    assert gpu.host_copies(lambda t: t + torch.arange(2, device=t.device), f) == []
-    assert gpu.host_copies(lambda t: t * torch.tensor(2.0), f) == []  # 0-d: passed as a scalar
+    assert tb.host_copies(lambda t: t + torch.tensor([1.0, 2.0]).to(t.device), f) == ["aten._to_copy.default"]
+    assert tb.host_copies(lambda t: t + torch.arange(2, device=t.device), f) == []
+    assert tb.host_copies(lambda t: t * torch.tensor(2.0), f) == []  # 0-d: passed as a scalar
     # the fallback for graph capture must itself be capturable
     g = torch.empty(1, 4, 2, 8, device="meta")
-    assert gpu.host_copies(correlation, g, g, "slices") == []
-    assert gpu.capturable_corr_mode("slices") == "slices"
+    assert tb.host_copies(correlation, g, g, "slices") == []
+    assert tb.capturable_corr_mode("slices") == "slices"
 
 
 def test_graphs_forward_copies_nothing_from_the_host(base):
     # What graphs mode captures: the whole fp16 forward, with the correlation it would pick.
     model = copy.deepcopy(base).to("meta")
-    model.corr_mode = gpu.capturable_corr_mode("matmul")
+    model.corr_mode = tb.capturable_corr_mode("matmul")
     assert model.corr_mode == "matmul"  # the fast form is capturable: its index is built on the device
-    module = gpu.prepare(model, torch.device("meta"), "fp16")
+    module = tb.prepare(model, torch.device("meta"), "fp16")
     x = torch.empty(1, 3, 448, 1024, device="meta")
     with torch.no_grad():
-        assert gpu.host_copies(module, x, x) == []
+        assert tb.host_copies(module, x, x) == []
 
 
 def test_graphs_mode_needs_cuda(base):
     x = torch.zeros(1, 3, 64, 64)
     with pytest.raises(Flownet2Error, match="graphs needs a CUDA device"):
-        gpu.build_runner(base, x, x, torch.device("cpu"), "fp32", "graphs")
+        tb.TorchSession(base, batch=1, height=64, width=64, device="cpu", precision="fp32", mode="graphs")
     with pytest.raises(Flownet2Error, match="mode must be one of"):
-        gpu.build_runner(base, x, x, torch.device("cpu"), "fp32", "jit")
+        tb.TorchSession(base, batch=1, height=64, width=64, device="cpu", precision="fp32", mode="jit")
 
 
 def test_inductor_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "x")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert gpu.inductor_cache_dir() == str(tmp_path / "flownet2" / "inductor")
+    assert tb.inductor_cache_dir() == str(tmp_path / "flownet2" / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
-    assert gpu.inductor_cache_dir() == str(tmp_path / "mine")
+    assert tb.inductor_cache_dir() == str(tmp_path / "mine")
 
 
-def test_compile_model_points_inductor_at_the_user_cache(monkeypatch, tmp_path):
+def test_compile_leaves_the_environment_to_the_program(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "x")  # recorded, so the test's change is undone
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.1))
-    compiled = gpu.compile_model(net, "reduce-overhead", backend="eager")  # Dynamo only: quick on a CPU
+    compiled = tb.compile_model(net, "reduce-overhead", backend="eager")  # Dynamo only: quick on a CPU
     x = torch.randn(1, 3, 8, 8)
     assert torch.equal(compiled(x), net(x))
+    # library code leaves the process-wide variable alone (Inductor itself may set its /tmp default)
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") != str(tmp_path / "flownet2" / "inductor")
+    assert not (tmp_path / "flownet2").exists()
+    with pytest.raises(Flownet2Error, match="compile mode must be one of"):
+        tb.compile_model(net, "fastest")
+
+
+def test_programs_point_inductor_at_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "x")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tb.use_inductor_cache()  # what a program calls at its start
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "flownet2" / "inductor")
     assert (tmp_path / "flownet2" / "inductor").is_dir()
-    with pytest.raises(Flownet2Error, match="compile mode must be one of"):
-        gpu.compile_model(net, "fastest")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    tb.use_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")  # the user's choice is kept
 
 
 # --------------------------------------------------------------------------- session
 
 def test_resolve_device():
-    assert gpu.resolve_device("cpu") == torch.device("cpu")
+    assert tb.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(Flownet2Error, match="unknown device|not supported"):
-        gpu.resolve_device("abacus")
+        tb.resolve_device("abacus")
     if not torch.cuda.is_available():
         with pytest.raises(Flownet2Error, match="sees no CUDA GPU"):
-            gpu.resolve_device("cuda")
+            tb.resolve_device("cuda")
 
 
 def test_session_on_cpu_matches_the_plain_model(base):
-    session = gpu.TorchSession(0, batch=1, height=64, width=64, device="cpu", precision="fp32", mode="eager",
-                               warmup=0)
+    session = tb.TorchSession.load(0, batch=1, height=64, width=64, device="cpu", precision="fp32", mode="eager",
+                                    warmup=0)
     assert session.label == "stand-in:seed=0"
     assert [(n, s, d) for n, s, d in session.inputs] == [("x1", [1, 3, 64, 64], np.float32),
                                                          ("x2", [1, 3, 64, 64], np.float32)]
@@ -229,7 +242,7 @@ def test_session_on_cpu_matches_the_plain_model(base):
 
 def test_session_rejects_bad_sizes_before_loading():
     with pytest.raises(Flownet2Error, match="multiples of 64"):
-        gpu.TorchSession(0, height=100, width=128, device="cpu", mode="eager")
+        tb.TorchSession.load(0, height=100, width=128, device="cpu", mode="eager")
 
 
 # --------------------------------------------------------------------------- benchmark script
@@ -292,10 +305,11 @@ def test_bench_cpu_smoke_writes_the_table(bench, tmp_path, capsys):
 
 @needs_cuda
 def test_cuda_graph_replays_match_eager(base):
-    device = gpu.resolve_device("cuda")
+    device = tb.resolve_device("cuda")
     a, b = _pair(2, 128, 256, seed=1), _pair(2, 128, 256, seed=2)
-    eager = gpu.build_runner(copy.deepcopy(base), *a, device, "fp32", "eager")
-    graphs = gpu.build_runner(copy.deepcopy(base), *a, device, "fp32", "graphs")
+    options = dict(batch=2, height=128, width=256, device=device, precision="fp32")
+    eager = tb.TorchSession(copy.deepcopy(base), mode="eager", **options).forward
+    graphs = tb.TorchSession(copy.deepcopy(base), mode="graphs", **options).forward
     flows = []
     for x1, x2 in (a, b, a):  # new inputs must go through the static buffers
         want = eager(x1, x2).clone()
@@ -312,7 +326,7 @@ def test_cuda_graph_replays_match_eager(base):
 @needs_cuda
 def test_cuda_fp16_graph_session_is_close_to_fp32(base):
     x1, x2 = _pair(2, 128, 256, seed=4)
-    session = gpu.TorchSession(0, batch=2, height=128, width=256, device="cuda", precision="fp16", mode="graphs")
+    session = tb.TorchSession.load(0, batch=2, height=128, width=256, device="cuda", precision="fp16", mode="graphs")
     flow = torch.from_numpy(session.flow(x1.numpy(), x2.numpy()))
     with torch.no_grad():
         ref = base(x1, x2)
