@@ -113,11 +113,12 @@ def stand_in_state_dict(model, seed):
     Weights are He-uniform times 0.9: flows reach ~20 px (so the warps really move) while the
     network stays well conditioned (fp32 vs fp64 within ~5e-4 px; at gain 1.0 flows reach ~45 px
     and fp32 rounding alone moves them by 1.5e-3 px). Biases small. Deterministic per seed and
-    independent of the torch global RNG.
+    independent of the torch global RNG. Each tensor has a generator of its own, seeded from
+    (seed, key), so adding or reordering modules leaves every other tensor as it was.
     """
-    gen = torch.Generator().manual_seed(seed)
     state = {}
     for key, ref in model.state_dict().items():
+        gen = torch.Generator().manual_seed(_key_seed(seed, key))
         if key.endswith("bias"):
             t = (torch.rand(ref.shape, generator=gen) - 0.5) * 0.02
         else:
