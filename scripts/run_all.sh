@@ -67,13 +67,13 @@ if [ -n "$dataset" ]; then
   dataset="$(cd "$dataset" && pwd)"
 fi
 [ -z "$checkpoint" ] || checkpoint="$(cd "$(dirname "$checkpoint")" && pwd)/$(basename "$checkpoint")"
-mkdir -p "$work"
-work="$(cd "$work" && pwd)"
-
 # Every tool the chosen backend needs, before the first stage (not a minute and gigabytes later).
 requested="$backend"
 backend="$("$PYTHON" -m flownet2.stages tools "$backend" ${emulate:+--emulate})" || exit 2
 [ "$requested" != auto ] || echo "backend: $backend (auto: ascend needs atc and the ais_bench package)"
+
+mkdir -p "$work"
+work="$(cd "$work" && pwd)"
 
 STAND_IN=""
 if [ -z "$checkpoint" ]; then
