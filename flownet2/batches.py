@@ -26,7 +26,7 @@ from .fileio import atomic_write, folder_lock, remove_temporaries
 from .flo import read_flo, read_flo_size
 
 FORMAT = "flownet2-batches"
-VERSION = 2  # 2: sha256 of every file written ("digests")
+VERSION = 2  # 2: sha256 of every source read ("sources") and every file written ("digests")
 MANIFEST = "manifest.json"
 FOLDERS = ("image1", "image2", "gt")
 NORMALISATION = ("per pair and channel: (pixel - mean over both frames' real pixels) / 255; "
@@ -74,6 +74,7 @@ def plan(pairs, batch_size, resize_mode, dataset, pass_name):
     check_batch_size(batch_size, len(pairs) or None)
     sintel.check_resize_mode(resize_mode)
     sizes = [_pair_size(p) for p in tqdm(pairs, desc="checking sizes", unit="pair")]
+    sources = source_digests(pairs)
     # one static model size for the whole run: the exported model has fixed input dims
     model = sintel.model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
     entries = [{
@@ -96,8 +97,15 @@ def plan(pairs, batch_size, resize_mode, dataset, pass_name):
         "image_layout": "float32 (batch_size, 3, H, W), C order, RGB",
         "gt_layout": "float32 (H, W, 2), HWC, original ground truth zero-padded to the model size",
         "prediction_layout": "float32 (batch_size, 2, H, W), channel 0 = u, 1 = v",
-        "pairs": entries, "batches": batches, "digests": {},
+        "pairs": entries, "batches": batches, "sources": sources, "digests": {},
     }
+
+
+def source_digests(pairs):
+    """{source file: sha256} of every frame, flow and occlusion mask the pairs use: part of the
+    plan, so a rerun after the dataset changed rewrites every file instead of keeping stale ones."""
+    paths = dict.fromkeys(path for p in pairs for path in (p.image1, p.image2, p.flow, p.occlusions) if path)
+    return {path: file_digest(path) for path in tqdm(paths, desc="checking sources", unit="file")}
 
 
 def image_bytes(manifest):
@@ -128,7 +136,7 @@ def write_manifest(path, manifest):
 
 
 _REQUIRED = ("dataset", "pass", "resize_mode", "batch_size", "num_pairs", "num_batches",
-             "model_size", "pairs", "batches", "digests")
+             "model_size", "pairs", "batches", "sources", "digests")
 _PAIR_FIELDS = {"index": int, "scene": str, "frame": int, "name": str, "batch": int, "slot": int, "size": list,
                 "image1": str, "image2": str, "flow": str, "gt": str}
 _BATCH_FIELDS = {"batch": int, "slots": list, "filler_slots": list}
@@ -168,8 +176,9 @@ def _structure_problem(m):
         if batch["batch"] != k or len(slots) != m["batch_size"] or not all(
                 type(i) is int and 0 <= i < m["num_pairs"] for i in slots):
             return f"batches[{k}] has batch {batch['batch']} or slots {slots} out of place"
-    if not isinstance(m["digests"], dict) or not all(isinstance(v, str) for v in m["digests"].values()):
-        return "digests is not an object of file -> sha256"
+    for key in ("sources", "digests"):
+        if not isinstance(m[key], dict) or not all(isinstance(v, str) for v in m[key].values()):
+            return f"{key} is not an object of file -> sha256"
     return None
 
 
@@ -383,7 +392,7 @@ def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resi
     if skipped:
         if strict:
             raise Flownet2Error(f"{sintel.training_root(dataset)}: {sintel.skipped_message(skipped)}"
-                                " (--strict)")
+                                " (strict: missing frames are an error)")
         if warn is not None:
             warn(sintel.skipped_message(skipped))
     manifest = plan(pairs, batch_size, resize_mode, dataset, pass_name)

@@ -123,11 +123,14 @@ def read_gt(path, manifest, entry):
     return _map(path, "<f4", (height, width, 2))[:h, :w]
 
 
-def _occlusions(entry):
+def _occlusions(entry, sources):
     """The pair's occlusion mask, or None (none in the dataset, or gone since preprocessing)."""
     path = entry.get("occlusions")
     if not path or not os.path.isfile(path):
         return None
+    if sources.get(path) != file_digest(path):
+        raise Flownet2Error(f"{path}: occlusion mask changed since preprocessing (sha256 differs from "
+                            "the manifest's); rerun preprocess")
     mask = sintel.read_mask(path)
     if list(mask.shape) != entry["size"]:
         raise Flownet2Error(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
@@ -147,7 +150,7 @@ def _load_batch(manifest, batch, prediction_path, gt_paths):
             raise Flownet2Error(f"manifest: pair {i} listed in batch {batch['batch']} slot {slot} "
                                 f"but records batch {entry['batch']} slot {entry['slot']}")
         pairs.append((entry, predictions[slot], read_gt(gt_paths[i], manifest, entry),
-                      _occlusions(entry)))
+                      _occlusions(entry, manifest["sources"])))
     return pairs
 
 

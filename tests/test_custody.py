@@ -223,3 +223,31 @@ def test_output_path_that_is_a_folder_is_named(dataset, tmp_path):
     assert run.returncode == 2
     last = run.stderr.strip().splitlines()[-1]  # after the progress bar
     assert last == f"error: {tmp_path / 'report' / 'metrics.json'}: is a folder, expected a file name"
+
+
+def test_a_changed_dataset_is_preprocessed_again_even_with_older_times(dataset, tmp_path, capsys):
+    """Same settings, a frame replaced by other content with an older time: every file is written
+    again (before: all kept, as their sizes matched), and the old predictions are refused."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    prep, out = tmp_path / "prep", tmp_path / "run"
+    args = ["--dataset", str(data), "--output", str(prep), "--batch_size", "2"]
+    assert pre.main(args) == 0
+    _perfect_run(dataset, prep, out)
+    frame = data / "clean" / "synthetic_1" / "frame_0002.png"
+    old = frame.stat().st_mtime - 3600
+    shutil.copyfile(data / "clean" / "synthetic_2" / "frame_0002.png", frame)
+    os.utime(frame, (old, old))
+    capsys.readouterr()
+    assert pre.main(args) == 0
+    assert "12 files written, 0 intact files kept" in capsys.readouterr().out
+    with pytest.raises(Flownet2Error, match="preprocessed again since"):
+        _post(prep, out)
+    # an occlusion mask changed between preprocessing and scoring is refused too
+    _perfect_run(dataset, prep, out)
+    mask = data / "occlusions" / "synthetic_2" / "frame_0001.png"
+    shutil.copyfile(data / "occlusions" / "synthetic_1" / "frame_0001.png", mask)
+    with pytest.raises(Flownet2Error, match=r"frame_0001\.png: occlusion mask changed since preprocessing"):
+        _post(prep, out)

@@ -165,7 +165,7 @@ def test_missing_frames_warn_or_fail_under_strict(dataset, tmp_path, capsys):
                      "--scenes", "synthetic_2"]) == 0
     err = capsys.readouterr().err
     assert "warning: 1 frame file(s) missing" in err and "frame_0004.png" in err
-    with pytest.raises(Flownet2Error, match="--strict"):
+    with pytest.raises(Flownet2Error, match=r"\(strict: missing frames are an error\)"):
         pre.main(["--dataset", dataset, "--output", str(tmp_path / "b"), "--batch_size", "1",
                   "--strict"])
     assert not (tmp_path / "b").exists()
