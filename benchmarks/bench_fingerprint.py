@@ -1,24 +1,14 @@
 """What naming the weights by content costs: the tensor fingerprint of FlowNet2's 162M parameters,
 beside the load it accompanies (stand-in generation, reading a checkpoint file).
 
-  python benchmarks/bench_fingerprint.py          # median of 3 runs each
+  python benchmarks/bench_fingerprint.py          # median of 3 runs each, after a warm-up
 """
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _median(fn, runs=3):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from bench_cpu import _time  # noqa: E402  (one warm-up call, then the median of `runs`)
 
 
 def main():
@@ -31,11 +21,11 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "FlowNet2_checkpoint.pth.tar")
         save_checkpoint(path, state)
-        rows = [("fingerprint (sha256 over the tensors)", _median(lambda: fingerprint(state))),
-                ("load_model(seed): stand-in weights + fingerprint", _median(lambda: load_model(0))),
-                ("load_model(checkpoint file) + fingerprint", _median(lambda: load_model(path)))]
+        rows = [("fingerprint (sha256 over the tensors)", _time(lambda: fingerprint(state), 3)),
+                ("load_model(seed): stand-in weights + fingerprint", _time(lambda: load_model(0), 3)),
+                ("load_model(checkpoint file) + fingerprint", _time(lambda: load_model(path), 3))]
     print(f"{params:,} parameters; label {label}")
-    print("| step | s (median of 3) | share of the load |")
+    print("| step | s (median of 3, after a warm-up) | share of the load |")
     print("|---|---|---|")
     for name, sec in rows:
         share = "" if name.startswith("fingerprint") else f"{rows[0][1] / sec:.0%}"

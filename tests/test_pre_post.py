@@ -95,6 +95,13 @@ def _runner_summary(folder, prep, batches, digests=True, **extra):
         json.dump(summary, f)
 
 
+def _save_one_batch(folder, prep, pred):
+    """Batch 0's predictions as the runner saves them, with its summary."""
+    folder.mkdir()
+    pred.tofile(folder / "0_0.bin")
+    _runner_summary(folder, prep, [0])
+
+
 def _write_predictions(folder, slots, bs, fill, prep):
     """slots: {(batch, slot): (2, HM, WM) array}; other slots get `fill`; plus the runner's summary."""
     os.makedirs(folder, exist_ok=True)
@@ -383,9 +390,7 @@ def test_real_sample_end_to_end(tmp_path, capsys):
     for s, scene in enumerate(("cave_2", "market_5")):
         pred[s, :, :436] = read_flo(os.path.join(MINI, "training", "flow", scene,
                                                  "frame_0002.flo")).transpose(2, 0, 1)
-    (tmp_path / "run").mkdir()
-    pred.tofile(tmp_path / "run" / "0_0.bin")
-    _runner_summary(tmp_path / "run", prep, [0])
+    _save_one_batch(tmp_path / "run", prep, pred)
     capsys.readouterr()
     assert post.main(["--gt_path", str(prep / "gt"), "--output_path", str(tmp_path / "run"),
                       "--batch_size", "2"]) == 0
@@ -412,9 +417,7 @@ def test_vanished_mask_warns_once_and_drops_only_occ_metrics(tmp_path, capsys):
     for s in range(2):
         pred[s, :, :32, :48] = read_flo(os.path.join(root, "flow", "synthetic_1",
                                                      f"frame_{s + 1:04d}.flo")).transpose(2, 0, 1)
-    (tmp_path / "run").mkdir()
-    pred.tofile(tmp_path / "run" / "0_0.bin")
-    _runner_summary(tmp_path / "run", prep, [0])
+    _save_one_batch(tmp_path / "run", prep, pred)
     capsys.readouterr()
     assert post.main(["--gt_path", str(prep / "gt"), "--output_path", str(tmp_path / "run"),
                       "--batch_size", "2"]) == 0
