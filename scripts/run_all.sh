@@ -197,6 +197,7 @@ infer_and_score() {
     "$PYTHON" -m flownet2.infer --model "$model" --input "$prep/image1,$prep/image2" --output "$result" \
     --output_dirname "$run" --outfmt BIN --batchsize "$bs" "${backend_args[@]}" "$@"
   stage "postprocess${run#$name}" --in "$prep/manifest.json" "$prep/gt" "$result/$run" "$result/${run}_summary.json" \
+    "$dataset" "$model" "$model.weights" \
     --out "$work/report/$run" -- \
     "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$run" \
     --batch_size "$bs" --report "$work/report/$run" "${post_model[@]}"
