@@ -3,11 +3,16 @@
     python Flownet2_postprocess.py --gt_path prep_bs1/gt --output_path out/bs1 --batch_size 1
 """
 import argparse
+import math
 import os
 import sys
 
 from flownet2 import evaluate, provenance
 from flownet2.cli import run_main
+from flownet2.custody import CustodyError
+
+UNVERIFIED_BANNER = ("!!! UNVERIFIED: nothing shows these predictions were made from the batch files "
+                     "the manifest describes; this EPE may belong to other inputs !!!")
 
 
 def parse_args(argv):
@@ -21,29 +26,51 @@ def parse_args(argv):
     p.add_argument("--vis", help="write frame | predicted | ground truth | error PNGs here")
     p.add_argument("--vis-count", type=int, help="only the first N pairs get a picture")
     p.add_argument("--save-flo", help="write predictions as <dir>/<pass>/<scene>/frame_NNNN.flo")
+    p.add_argument("--unverified", action="store_true",
+                   help="score predictions whose runner summary does not show they were made from the "
+                        "manifest's batch files (e.g. another tool's output); the report says so")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    manifest_path = evaluate.manifest_path_for(args.gt_path, args.manifest)
     manifest = evaluate.open_manifest(args.gt_path, args.manifest, args.batch_size)
     weights, model = evaluate.run_weights(args.output_path, args.model)
-    rows, warnings = evaluate.evaluate(manifest, args.gt_path, args.output_path,
-                                       args.vis, args.vis_count, args.save_flo)
+    try:
+        predictions, gts, custody = evaluate.verify(manifest, manifest_path, args.gt_path, args.output_path,
+                                                    unverified=args.unverified)
+    except CustodyError as e:
+        raise CustodyError(f"{e} (--unverified scores them anyway)") from None
+    rows, warnings = evaluate.evaluate(manifest, predictions, gts, vis_dir=args.vis,
+                                       vis_count=args.vis_count, save_flo_dir=args.save_flo)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
-    report = evaluate.build_report(manifest, rows, weights, model,
+    report = evaluate.build_report(manifest, rows, weights, model, **custody,
+                                   manifest_path=os.path.abspath(manifest_path),
                                    predictions=os.path.abspath(args.output_path))
     epe = report["overall"]["epe"]
-    epe_line = f"{len(rows)} samples, Average EPE = {'nan' if epe is None else f'{epe:.6f}'}"
-    # a stand-in EPE must never be read without its warning, whichever line a reader greps
+    epe_line = f"{len(rows)} samples, Average EPE = {'nan' if epe is None or math.isnan(epe) else f'{epe:.6f}'}"
+    # a stand-in or unverified EPE must never be read without its warning, whichever line a reader greps
     banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(weights) else []
+    banner += [UNVERIFIED_BANNER] if args.unverified else []
     print("\n".join(banner + [epe_line] + banner))
     print(f"weights: {weights}" if weights else "weights: unknown (pass --model to record them)")
+    print(f"inputs: {_custody_line(custody, manifest_path)}")
     print(evaluate.format_table(report))
     json_path, csv_path = evaluate.write_report(args.report or args.output_path, report, rows)
     print(f"wrote {json_path} and {csv_path}")
     return 0
+
+
+def _custody_line(custody, manifest_path):
+    level, summary = custody["custody"], custody["summary"]
+    if level == "digests":
+        return f"made from the batch files {manifest_path} records (sha256 of each, as read: {summary})"
+    if level == "paths":
+        return (f"{summary} names the batch files {manifest_path} records, and they still hold them; "
+                "what the runner read at run time is not recorded")
+    return "UNVERIFIED (not checked against the manifest)"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 
 from flownet2.batches import preprocess
 from flownet2.cli import run_main
-from flownet2.sintel import PASSES
+from flownet2.sintel import PASSES, RESIZE_MODES
 
 
 def parse_args(argv):
@@ -17,7 +17,7 @@ def parse_args(argv):
     p.add_argument("--batch_size", type=int, default=1, help="pairs per batch file (default 1)")
     p.add_argument("--pass", dest="pass_name", choices=PASSES, default="clean", help="default clean")
     p.add_argument("--scenes", default="", help="comma-separated scenes (default: all)")
-    p.add_argument("--resize-mode", choices=("pad", "resize"), default="pad",
+    p.add_argument("--resize-mode", choices=RESIZE_MODES, default="pad",
                    help="pad: zeros bottom/right to a multiple of 64 (Ascend guide, default); "
                         "resize: bilinear to it (official Caffe release)")
     p.add_argument("--strict", action="store_true", help="missing frames are an error, not a warning")

@@ -6,13 +6,13 @@
 import argparse
 import sys
 
-from flownet2.checkpoint import load_flownet2, save_checkpoint, stand_in_state_dict
+from flownet2.batches import check_batch_size
+from flownet2.checkpoint import load_model, save_checkpoint
 from flownet2.cli import run_main
-from flownet2.errors import Flownet2Error
 from flownet2.export import describe, export_onnx
-from flownet2.model import FlowNet2, check_input_size
+from flownet2.model import check_input_size
 from flownet2.ops import CORRELATION_MODES
-from flownet2.provenance import STAND_IN_BANNER, official_label, stand_in_label
+from flownet2.provenance import STAND_IN_BANNER, is_stand_in, stand_in_seed
 
 
 def parse_args(argv):
@@ -44,19 +44,14 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     check_input_size(args.height, args.width)  # before loading 620 MB of weights
-    if args.batch_size < 1:
-        raise Flownet2Error(f"--batch_size must be at least 1, got {args.batch_size}")
-    model = FlowNet2(corr_mode=args.correlation)
-    if args.init == "random":
-        model.load_state_dict(stand_in_state_dict(model, args.seed))
-        label = stand_in_label(args.seed)
+    check_batch_size(args.batch_size)
+    weights = args.seed if args.init == "random" else args.input_path
+    model, label = load_model(weights, corr_mode=args.correlation, unsafe_pickle=args.unsafe_pickle)
+    if is_stand_in(label):
         print(STAND_IN_BANNER, file=sys.stderr)
-    else:
-        extras = load_flownet2(model, args.input_path, unsafe_pickle=args.unsafe_pickle)
-        label = official_label(args.input_path)
-        print(f"loaded {args.input_path} {extras}")
     if args.save_checkpoint:
-        save_checkpoint(args.save_checkpoint, model.state_dict())
+        # stand-in weights, from a seed or from a stand-in file, stay stand-in in the new file
+        save_checkpoint(args.save_checkpoint, model.state_dict(), stand_in_seed=stand_in_seed(label))
         print(f"wrote checkpoint {args.save_checkpoint}")
     proto = export_onnx(model, args.out_path, args.batch_size, args.height, args.width, args.opset, label)
     print(describe(proto, args.out_path))

@@ -46,11 +46,9 @@ def child(args):
     if args.engine == "pytorch":
         import torch
 
-        from flownet2.checkpoint import stand_in_state_dict
-        from flownet2.model import FlowNet2
+        from flownet2.checkpoint import load_model
 
-        model = FlowNet2(args.mode).eval()
-        model.load_state_dict(stand_in_state_dict(model, 0))
+        model, _ = load_model(0, corr_mode=args.mode)
         t1, t2 = torch.from_numpy(x1), torch.from_numpy(x2)
 
         def fn():

@@ -4,12 +4,14 @@
     <out>/image2/{k}.bin   same for the second frames
     <out>/gt/{i}.bin       float32 (H, W, 2), HWC: pair i's ORIGINAL ground truth, zero-padded at the
                            bottom/right to the model size (in both size protocols, so it is lossless)
-    <out>/manifest.json    every pair's scene, frame, sources, batch file and slot, sizes, protocol
+    <out>/manifest.json    every pair's scene, frame, sources, batch file and slot, sizes, protocol,
+                           and the sha256 of every file written (what later stages check)
 
 Pair i sits in batch i // bs, slot i % bs; a short last batch is filled by repeating its first
 sample, and the manifest marks those slots as filler. Later stages read the manifest, never the
 file names or their sort order.
 """
+import hashlib
 import json
 import os
 import re
@@ -20,11 +22,11 @@ from tqdm import tqdm
 
 from . import sintel
 from .errors import Flownet2Error
-from .fileio import atomic_write
+from .fileio import atomic_write, folder_lock, remove_temporaries
 from .flo import read_flo, read_flo_size
 
 FORMAT = "flownet2-batches"
-VERSION = 1
+VERSION = 2  # 2: sha256 of every source read ("sources") and every file written ("digests")
 MANIFEST = "manifest.json"
 FOLDERS = ("image1", "image2", "gt")
 NORMALISATION = ("per pair and channel: (pixel - mean over both frames' real pixels) / 255; "
@@ -44,13 +46,35 @@ def _pair_size(pair):
     return size
 
 
+def check_batch_size(batch_size, num_pairs=None):
+    """The one batch-size rule: at least 1, and (when known) no more than the pairs to fill it."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise Flownet2Error(f"batch size must be at least 1, got {batch_size}")
+    if num_pairs is not None and batch_size > num_pairs:
+        # a batch of mostly filler would be written and inferred for nothing (5 pairs at 1000: 11 GB)
+        raise Flownet2Error(f"batch size {batch_size} is larger than the {num_pairs} pair(s) found; "
+                            f"use at most {num_pairs}")
+
+
+def digest(data):
+    """"sha256:<hex>" of bytes (or anything with the buffer protocol): how files are identified."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path, chunk=1 << 24):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
 def plan(pairs, batch_size, resize_mode, dataset, pass_name):
     """The manifest for `pairs` (a list of sintel.Pair): batch and slot of each, sizes, protocol."""
-    if batch_size < 1:
-        raise Flownet2Error(f"--batch_size must be at least 1, got {batch_size}")
-    if resize_mode not in sintel.InputPadder.MODES:
-        raise Flownet2Error(f"unknown resize mode {resize_mode!r} (choose pad or resize)")
+    check_batch_size(batch_size, len(pairs) or None)
+    sintel.check_resize_mode(resize_mode)
     sizes = [_pair_size(p) for p in tqdm(pairs, desc="checking sizes", unit="pair")]
+    sources = source_digests(pairs)
     # one static model size for the whole run: the exported model has fixed input dims
     model = sintel.model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
     entries = [{
@@ -73,8 +97,15 @@ def plan(pairs, batch_size, resize_mode, dataset, pass_name):
         "image_layout": "float32 (batch_size, 3, H, W), C order, RGB",
         "gt_layout": "float32 (H, W, 2), HWC, original ground truth zero-padded to the model size",
         "prediction_layout": "float32 (batch_size, 2, H, W), channel 0 = u, 1 = v",
-        "pairs": entries, "batches": batches,
+        "pairs": entries, "batches": batches, "sources": sources, "digests": {},
     }
+
+
+def source_digests(pairs):
+    """{source file: sha256} of every frame, flow and occlusion mask the pairs use: part of the
+    plan, so a rerun after the dataset changed rewrites every file instead of keeping stale ones."""
+    paths = dict.fromkeys(path for p in pairs for path in (p.image1, p.image2, p.flow, p.occlusions) if path)
+    return {path: file_digest(path) for path in tqdm(paths, desc="checking sources", unit="file")}
 
 
 def image_bytes(manifest):
@@ -105,7 +136,50 @@ def write_manifest(path, manifest):
 
 
 _REQUIRED = ("dataset", "pass", "resize_mode", "batch_size", "num_pairs", "num_batches",
-             "model_size", "pairs", "batches")
+             "model_size", "pairs", "batches", "sources", "digests")
+_PAIR_FIELDS = {"index": int, "scene": str, "frame": int, "name": str, "batch": int, "slot": int, "size": list,
+                "image1": str, "image2": str, "flow": str, "gt": str}
+_BATCH_FIELDS = {"batch": int, "slots": list, "filler_slots": list}
+
+
+def _is_size(x):
+    return isinstance(x, list) and len(x) == 2 and all(type(v) is int and v > 0 for v in x)
+
+
+def _entry_problem(entry, fields, what):
+    """What is wrong with one pair/batch entry (None if nothing)."""
+    if not isinstance(entry, dict):
+        return f"{what} is {json.dumps(entry)}, expected an object with {', '.join(fields)}"
+    for key, kind in fields.items():
+        if type(entry.get(key)) is not kind:
+            return f"{what} has no {kind.__name__} {key!r} (got {json.dumps(entry.get(key))})"
+    return None
+
+
+def _structure_problem(m):
+    """The first thing in manifest `m` that later stages could not rely on, or None."""
+    if not (type(m["batch_size"]) is int and m["batch_size"] >= 1 and _is_size(m["model_size"])):
+        return f"batch_size {m['batch_size']!r} / model_size {m['model_size']!r} not understood"
+    if not (isinstance(m["pairs"], list) and len(m["pairs"]) == m["num_pairs"]):
+        return f"num_pairs is {m['num_pairs']!r} but pairs is not a list of that many entries"
+    if not (isinstance(m["batches"], list) and len(m["batches"]) == m["num_batches"]):
+        return f"num_batches is {m['num_batches']!r} but batches is not a list of that many entries"
+    for i, entry in enumerate(m["pairs"]):
+        problem = _entry_problem(entry, _PAIR_FIELDS, f"pairs[{i}]")
+        if problem or entry["index"] != i or not _is_size(entry["size"]):
+            return problem or f"pairs[{i}] has index {entry['index']} or size {entry['size']} out of place"
+    for k, batch in enumerate(m["batches"]):
+        problem = _entry_problem(batch, _BATCH_FIELDS, f"batches[{k}]")
+        if problem:
+            return problem
+        slots = batch["slots"]
+        if batch["batch"] != k or len(slots) != m["batch_size"] or not all(
+                type(i) is int and 0 <= i < m["num_pairs"] for i in slots):
+            return f"batches[{k}] has batch {batch['batch']} or slots {slots} out of place"
+    for key in ("sources", "digests"):
+        if not isinstance(m[key], dict) or not all(isinstance(v, str) for v in m[key].values()):
+            return f"{key} is not an object of file -> sha256"
+    return None
 
 
 def load_manifest(path):
@@ -126,12 +200,19 @@ def load_manifest(path):
     missing = [k for k in _REQUIRED if k not in manifest]
     if missing:
         raise Flownet2Error(f"{path}: manifest lacks {', '.join(missing)}")
+    problem = _structure_problem(manifest)
+    if problem:
+        raise Flownet2Error(f"{path}: damaged manifest: {problem}; rerun Flownet2_preprocess.py")
     return manifest
 
 
+def _plan_only(m):
+    """The manifest without what writing the files adds to it (progress, digests)."""
+    return json.dumps({k: v for k, v in m.items() if k not in ("complete", "digests")}, sort_keys=True)
+
+
 def _same_plan(a, b):
-    strip = lambda m: json.dumps({k: v for k, v in m.items() if k != "complete"}, sort_keys=True)
-    return strip(a) == strip(b)
+    return _plan_only(a) == _plan_only(b)
 
 
 def _numbered_bins(output):
@@ -144,14 +225,21 @@ def _numbered_bins(output):
     return found
 
 
-def _intact(output, files):
-    intact = set()
-    for rel, size in files.items():
+def _intact(output, files, recorded):
+    """{relative path: digest} of the files that can be kept: the right size and, where the
+    earlier run recorded a digest, still that content (writes are atomic, so a file of the
+    right size is complete)."""
+    intact = {}
+    for rel, size in tqdm(files.items(), desc="checking kept files", unit="file", leave=False):
+        path = os.path.join(output, rel)
         try:
-            if os.path.getsize(os.path.join(output, rel)) == size:
-                intact.add(rel)
+            if os.path.getsize(path) != size:
+                continue
+            found = file_digest(path)
         except OSError:
-            pass
+            continue
+        if recorded.get(rel, found) == found:
+            intact[rel] = found
     return intact
 
 
@@ -159,8 +247,24 @@ def _gb(n):
     return f"{n / 1e9:.2f} GB"
 
 
+def _earlier_manifest(path):
+    """The manifest an earlier run left (None: none; {}: ours, but of another version)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        return load_manifest(path)
+    except Flownet2Error as e:
+        try:
+            with open(path) as f:
+                if json.load(f).get("format") == FORMAT:
+                    return {}  # an older version's folder: its batch files are replaced
+        except (OSError, ValueError, AttributeError):
+            pass
+        raise Flownet2Error(f"{e}; choose an empty output folder") from None
+
+
 def prepare_output(output, manifest):
-    """Make `output` ready for `manifest`; return the set of files already finished and intact.
+    """Make `output` ready for `manifest`; return {file: digest} of those already finished and intact.
 
     A rerun with the same plan keeps the files of the right size (writes are atomic, so a file of
     the right size is complete). A different earlier plan's batch files are removed: ais_bench
@@ -169,19 +273,14 @@ def prepare_output(output, manifest):
     output = os.path.abspath(os.fspath(output))
     os.makedirs(output, exist_ok=True)
     manifest_path = os.path.join(output, MANIFEST)
-    old = None
-    if os.path.exists(manifest_path):
-        try:
-            old = load_manifest(manifest_path)
-        except Flownet2Error as e:
-            raise Flownet2Error(f"{e}; choose an empty --output folder") from None
+    old = _earlier_manifest(manifest_path)
     files = expected_files(manifest)
-    same = old is not None and _same_plan(old, manifest)
+    same = bool(old) and _same_plan(old, manifest)
     stale = [] if same else _numbered_bins(output)
     if stale and old is None:
         raise Flownet2Error(f"{output}: holds {len(stale)} .bin file(s) but no {MANIFEST} "
-                            f"(e.g. {stale[0]}); choose an empty --output folder")
-    intact = _intact(output, files) if same else set()
+                            f"(e.g. {stale[0]}); choose an empty output folder")
+    intact = _intact(output, files, old.get("digests", {})) if same else {}
     needed = sum(size for rel, size in files.items() if rel not in intact)
     free = shutil.disk_usage(output).free + sum(os.path.getsize(p) for p in stale)
     if needed > free:
@@ -249,31 +348,38 @@ def gt_array(manifest, entry):
 
 
 def _save_array(path, array):
+    """Write the array's bytes; return their digest (taken from memory, no second read)."""
+    data = np.ascontiguousarray(array).data
     with atomic_write(path, "wb") as f:
-        f.write(np.ascontiguousarray(array).data)
+        f.write(data)
+    return digest(data)
 
 
-def write_batches(output, manifest, intact=frozenset()):
-    """Write every batch and ground-truth file not already in `intact`; returns (written, kept)."""
+def write_batches(output, manifest, intact=None):
+    """Write every batch and ground-truth file not already in `intact` ({file: digest});
+    record every file's digest in the manifest; returns (written, kept)."""
     output = os.fspath(output)
-    written = kept = 0
+    intact = intact or {}
+    digests = manifest["digests"] = {}
+    written = set()
     read = frame_reader()
     for batch in tqdm(manifest["batches"], desc="preprocess", unit="batch"):
         k = batch["batch"]
         names = [f"image1/{k}.bin", f"image2/{k}.bin"]
         if all(n in intact for n in names):
-            kept += 2
-        else:
+            digests.update((n, intact[n]) for n in names)
+        else:  # both frames of a batch come from one read of its pairs
             for name, array in zip(names, batch_arrays(manifest, batch, read)):
-                _save_array(os.path.join(output, name), array)
-            written += 2
+                digests[name] = _save_array(os.path.join(output, name), array)
+                written.add(name)
         for i in sorted(set(batch["slots"])):
             entry = manifest["pairs"][i]
             if entry["gt"] in intact:
-                kept += 1
-                continue
-            _save_array(os.path.join(output, entry["gt"]), gt_array(manifest, entry))
-            written += 1
+                digests[entry["gt"]] = intact[entry["gt"]]
+            else:
+                digests[entry["gt"]] = _save_array(os.path.join(output, entry["gt"]), gt_array(manifest, entry))
+                written.add(entry["gt"])
+    written, kept = len(written), len(digests) - len(written)
     manifest["complete"] = True
     write_manifest(os.path.join(output, MANIFEST), manifest)
     return written, kept
@@ -286,10 +392,14 @@ def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resi
     if skipped:
         if strict:
             raise Flownet2Error(f"{sintel.training_root(dataset)}: {sintel.skipped_message(skipped)}"
-                                " (--strict)")
+                                " (strict: missing frames are an error)")
         if warn is not None:
             warn(sintel.skipped_message(skipped))
     manifest = plan(pairs, batch_size, resize_mode, dataset, pass_name)
-    intact = prepare_output(output, manifest)
-    written, kept = write_batches(output, manifest, intact)
+    # one writer per folder: two runs at once would leave a mix of both runs' batch files
+    with folder_lock(output, "another preprocess run"):
+        for folder in ("",) + FOLDERS:  # temporaries of a run killed outright (kill -9)
+            remove_temporaries(os.path.join(output, folder))
+        intact = prepare_output(output, manifest)
+        written, kept = write_batches(output, manifest, intact)
     return manifest, written, kept

@@ -2,16 +2,28 @@
 
 The official file is a legacy (non-zip) torch pickle of {'state_dict', 'epoch', 'best_EPE'}. Despite
 its name it is not a tar archive. We also accept a bare state dict, zip-format files and the
-`module.` prefix DataParallel adds.
+`module.` prefix DataParallel adds. A checkpoint of stand-in weights written here carries their
+seed under an extra key, so whatever is made from it stays labelled stand-in.
+
+    model, label = load_model("FlowNet2_checkpoint.pth.tar")   # or load_model(0): stand-in seed 0
 """
+import hashlib
 import math
 import os
 import pickle
 
 import torch
 
+from . import provenance
 from .errors import Flownet2Error
 from .fileio import atomic_write
+from .model import FlowNet2
+from .ops import CORRELATION_MODES
+
+# Extra keys of the official layout, for stand-in weights only (NVIDIA's loader reads 'state_dict'
+# and ignores them): the seed, and the tensors' fingerprint when they were saved.
+STAND_IN_SEED = "flownet2.stand_in_seed"
+SAVED_TENSORS = "flownet2.tensors"
 
 # What a download gone wrong usually leaves behind, by its first bytes.
 _NOT_A_CHECKPOINT = [
@@ -101,11 +113,12 @@ def stand_in_state_dict(model, seed):
     Weights are He-uniform times 0.9: flows reach ~20 px (so the warps really move) while the
     network stays well conditioned (fp32 vs fp64 within ~5e-4 px; at gain 1.0 flows reach ~45 px
     and fp32 rounding alone moves them by 1.5e-3 px). Biases small. Deterministic per seed and
-    independent of the torch global RNG.
+    independent of the torch global RNG. Each tensor has a generator of its own, seeded from
+    (seed, key), so adding or reordering modules leaves every other tensor as it was.
     """
-    gen = torch.Generator().manual_seed(seed)
     state = {}
     for key, ref in model.state_dict().items():
+        gen = torch.Generator().manual_seed(_key_seed(seed, key))
         if key.endswith("bias"):
             t = (torch.rand(ref.shape, generator=gen) - 0.5) * 0.02
         else:
@@ -118,9 +131,50 @@ def stand_in_state_dict(model, seed):
     return state
 
 
-def save_checkpoint(path, state_dict, epoch=0, best_epe=float("nan")):
-    """Write the official layout: a legacy (non-zip) pickle of {'state_dict', 'epoch', 'best_EPE'}."""
-    payload = {"state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
-               "epoch": int(epoch), "best_EPE": float(best_epe)}
+def _key_seed(seed, key):
+    """A 63-bit generator seed of its own for each (seed, tensor key)."""
+    return int.from_bytes(hashlib.sha256(f"{int(seed)}/{key}".encode()).digest()[:8], "little") >> 1
+
+
+def save_checkpoint(path, state_dict, epoch=0, best_epe=float("nan"), *, stand_in_seed=None):
+    """Write the official layout: a legacy (non-zip) pickle of {'state_dict', 'epoch', 'best_EPE'}.
+
+    Stand-in weights (`stand_in_seed` given) also record their seed and fingerprint, so a model
+    exported from this file is still labelled stand-in.
+    """
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    payload = {"state_dict": tensors, "epoch": int(epoch), "best_EPE": float(best_epe)}
+    if stand_in_seed is not None:
+        payload[STAND_IN_SEED] = int(stand_in_seed)
+        payload[SAVED_TENSORS] = provenance.fingerprint(tensors)
     with atomic_write(path, "wb") as f:
         torch.save(payload, f, _use_new_zipfile_serialization=False)
+
+
+def _file_label(path, extras, tensors):
+    """The label of weights read from `path`: stand-in if the file says so, else by content."""
+    seed = extras.get(STAND_IN_SEED)
+    if seed is None:
+        return provenance.checkpoint_label(path, tensors)
+    changed = "" if extras.get(SAVED_TENSORS) == tensors else ",changed-after-saving"
+    return provenance.stand_in_label(f"{seed}{changed}", tensors)
+
+
+def load_model(weights, *, corr_mode="matmul", unsafe_pickle=False):
+    """(FlowNet2 in eval mode on the CPU, weights label) from a checkpoint path or a stand-in seed.
+
+    `weights`: an int seed (or "stand-in:N") for stand-in weights, else a checkpoint file.
+    """
+    if corr_mode not in CORRELATION_MODES:
+        raise Flownet2Error(f"correlation mode must be one of {', '.join(CORRELATION_MODES)}, got {corr_mode!r}")
+    if isinstance(weights, str) and weights.startswith("stand-in:") and weights[9:].isdigit():
+        weights = int(weights[9:])
+    if isinstance(weights, int) and not isinstance(weights, bool):
+        with torch.device("meta"):  # shapes only: skips initialising 162M parameters that are replaced anyway
+            model = FlowNet2(corr_mode)
+        state = stand_in_state_dict(model, weights)
+        model.load_state_dict(state, assign=True)
+        return model.eval(), provenance.stand_in_label(weights, provenance.fingerprint(state))
+    model = FlowNet2(corr_mode).eval()
+    extras = load_flownet2(model, weights, unsafe_pickle)
+    return model, _file_label(weights, extras, provenance.fingerprint(model.state_dict()))

@@ -12,25 +12,29 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from . import metrics, provenance, sintel, visualize
-from .batches import gt_bytes, load_manifest
+from . import custody, metrics, provenance, sintel, visualize
+from .batches import file_digest, gt_bytes, load_manifest
 from .errors import Flownet2Error
-from .fileio import atomic_write
+from .fileio import atomic_write, remove_temporaries
 from .flo import write_flo
 
 REPORT_FORMAT = "flownet2-metrics"
 REPORT_VERSION = 1
 
 
+def manifest_path_for(gt_path, manifest_path=None):
+    return manifest_path or os.path.join(os.path.dirname(os.path.abspath(gt_path)), "manifest.json")
+
+
 def open_manifest(gt_path, manifest_path=None, batch_size=None):
     """The manifest beside `gt_path` (or at `manifest_path`), checked to be complete and to match."""
-    path = manifest_path or os.path.join(os.path.dirname(os.path.abspath(gt_path)), "manifest.json")
+    path = manifest_path_for(gt_path, manifest_path)
     manifest = load_manifest(path)
     if not manifest.get("complete"):
         raise Flownet2Error(f"{path}: preprocessing did not finish; rerun Flownet2_preprocess.py")
     if batch_size is not None and batch_size != manifest["batch_size"]:
-        raise Flownet2Error(f"--batch_size {batch_size} does not match {path} (batch_size "
-                            f"{manifest['batch_size']}): pass --batch_size {manifest['batch_size']}")
+        raise Flownet2Error(f"batch size {batch_size} does not match {path}, which holds batches of "
+                            f"{manifest['batch_size']}")
     return manifest
 
 
@@ -81,7 +85,8 @@ def check_predictions(manifest, output_path):
 
 
 def check_gt(manifest, gt_path):
-    """{pair index: path} of every ground-truth file, after checking their sizes."""
+    """{pair index: path} of every ground-truth file, after checking their sizes and that each
+    holds what the manifest's preprocess run wrote (its sha256)."""
     expected = gt_bytes(manifest)
     paths = {}
     for p in manifest["pairs"]:
@@ -91,6 +96,10 @@ def check_gt(manifest, gt_path):
             height, width = manifest["model_size"]
             raise Flownet2Error(f"{path}: expected {expected} bytes (float32 {height}x{width}x2), "
                                 f"actual {'missing' if actual is None else actual}")
+        recorded = manifest["digests"].get(p["gt"])
+        if recorded != file_digest(path):
+            raise Flownet2Error(f"{path}: not the ground truth the manifest's preprocess run wrote "
+                                f"(sha256 differs{'' if recorded else ': none recorded'}); rerun preprocess")
         paths[p["index"]] = path
     return paths
 
@@ -114,11 +123,14 @@ def read_gt(path, manifest, entry):
     return _map(path, "<f4", (height, width, 2))[:h, :w]
 
 
-def _occlusions(entry):
+def _occlusions(entry, sources):
     """The pair's occlusion mask, or None (none in the dataset, or gone since preprocessing)."""
     path = entry.get("occlusions")
     if not path or not os.path.isfile(path):
         return None
+    if sources.get(path) != file_digest(path):
+        raise Flownet2Error(f"{path}: occlusion mask changed since preprocessing (sha256 differs from "
+                            "the manifest's); rerun preprocess")
     mask = sintel.read_mask(path)
     if list(mask.shape) != entry["size"]:
         raise Flownet2Error(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
@@ -138,28 +150,41 @@ def _load_batch(manifest, batch, prediction_path, gt_paths):
             raise Flownet2Error(f"manifest: pair {i} listed in batch {batch['batch']} slot {slot} "
                                 f"but records batch {entry['batch']} slot {entry['slot']}")
         pairs.append((entry, predictions[slot], read_gt(gt_paths[i], manifest, entry),
-                      _occlusions(entry)))
+                      _occlusions(entry, manifest["sources"])))
     return pairs
 
 
-def iter_pairs(manifest, gt_path, output_path):
+def verify(manifest, manifest_path, gt_path, output_path, *, unverified=False):
+    """Check every input before any scoring: (predictions {batch: path}, gt {pair: path}, custody).
+
+    custody: "digests" or "paths" (see flownet2.custody), or "unverified" when the caller chose to
+    score predictions whose origin is not checked.
+    """
+    predictions = check_predictions(manifest, output_path)
+    gts = check_gt(manifest, gt_path)
+    if unverified:
+        return predictions, gts, {"custody": "unverified", "summary": None}
+    level, summary = custody.check(manifest, manifest_path, predictions, output_path)
+    return predictions, gts, {"custody": level, "summary": summary}
+
+
+def iter_pairs(manifest, predictions, gts):
     """Yield (entry, prediction, ground truth, occlusion mask or None) pair by pair, in pair order.
 
     Flows are (h, w, 2) at the original size. (Reading batch k+1 in a second thread while batch
     k is scored was tried: GIL hand-overs made it 2-3x slower on two cores.)
     """
-    predictions = check_predictions(manifest, output_path)
-    gts = check_gt(manifest, gt_path)
     for b in manifest["batches"]:
         for entry, prediction, gt, occ in _load_batch(manifest, b, predictions[b["batch"]], gts):
             padder = sintel.InputPadder(entry["size"], manifest["model_size"], manifest["resize_mode"])
             yield entry, padder.unpad(prediction).transpose(1, 2, 0), gt, occ
 
 
-def evaluate(manifest, gt_path, output_path, vis_dir=None, vis_count=None, save_flo_dir=None):
-    """Per-pair metric rows (sorted by pair index) and a list of warning lines."""
+def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_flo_dir=None):
+    """Per-pair metric rows (sorted by pair index) and a list of warning lines.
+    `predictions`, `gts`: from verify()."""
     rows, missing_masks = [], []
-    pairs = iter_pairs(manifest, gt_path, output_path)
+    pairs = iter_pairs(manifest, predictions, gts)
     for n, (entry, flow, gt, occ) in enumerate(tqdm(pairs, total=manifest["num_pairs"],
                                                     desc="postprocess", unit="pair")):
         if entry.get("occlusions") and occ is None:
@@ -177,7 +202,20 @@ def evaluate(manifest, gt_path, output_path, vis_dir=None, vis_count=None, save_
     if missing_masks:
         warnings.append(f"{len(missing_masks)} occlusion mask(s) named in the manifest not found, "
                         f"those pairs have no occ/noc EPE (first: {missing_masks[0]})")
+    nan = nan_pairs(rows)
+    if nan:
+        warnings.append(f"{len(nan)} pair(s) have NaN in their predicted flow, so their EPE and the "
+                        f"means are nan: {', '.join(nan[:_SHOW])}{', ...' if len(nan) > _SHOW else ''}")
     return sorted(rows, key=lambda r: r["index"]), warnings
+
+
+_SHOW = 10  # pairs named in a warning line
+
+
+def nan_pairs(rows):
+    """'scene/frame (batch k slot s)' of every pair whose EPE is NaN (NaN in its prediction)."""
+    return [f"{r['scene']}/{r['name']} (batch {r['batch']} slot {r['slot']})"
+            for r in sorted(rows, key=lambda r: r["index"]) if math.isnan(r["epe"])]
 
 
 def _model_in_args(args):
@@ -193,30 +231,35 @@ def _model_in_args(args):
     return None
 
 
-def run_weights(output_path, model=None):
-    """(label or None, model path or None): from --model, else from the runner's summary json.
+def _summary_weights(output_path):
+    """(label or None, model path or None) of the run, from its summary json.
 
     The summary `<output_path>_summary.json` names the model in its args; when that file has
     moved, the label our runner copies into the summary itself is used.
     """
-    if model:
-        if not os.path.exists(model):
-            raise Flownet2Error(f"{model}: --model file not found")
-        return provenance.weights_label(model), model
-    folder = os.path.normpath(os.path.abspath(output_path))
-    summary_path = os.path.join(os.path.dirname(folder), os.path.basename(folder) + "_summary.json")
-    try:
-        with open(summary_path) as f:
-            summary = json.load(f)
-    except (OSError, ValueError):
+    summary_path, summary = custody.read_summary(output_path)
+    if summary is None:
         return None, None  # no (readable) summary: provenance stays unknown, the caller says so
-    if not isinstance(summary, dict):
-        return None, None
     model = _model_in_args(summary.get("args"))
     if model and not os.path.isabs(model) and not os.path.exists(model):
         model = os.path.join(os.path.dirname(summary_path), model)
     label = provenance.weights_label(model) if model else None
     return label or summary.get(provenance.KEY), model
+
+
+def run_weights(output_path, model=None):
+    """(label or None, model path or None): from `model` (the .onnx/.om that made the
+    predictions), else from the runner's summary; refuses when the two name different weights."""
+    run_label, run_model = _summary_weights(output_path)
+    if not model:
+        return run_label, run_model
+    if not os.path.exists(model):
+        raise Flownet2Error(f"{model}: model file not found")
+    label = provenance.weights_label(model)
+    if label and run_label and label != run_label:
+        raise Flownet2Error(f"{model} holds weights {label!r}, but the run that made {output_path} "
+                            f"used {run_label!r} ({custody.summary_path(output_path)})")
+    return label or run_label, model
 
 
 def _clean(x):
@@ -229,13 +272,15 @@ def _clean(x):
 
 
 def build_report(manifest, rows, weights=None, model=None, **paths):
-    """The metrics.json content: run description, overall and per-scene summaries."""
-    return _clean({
+    """The metrics.json content: run description, overall and per-scene summaries (NaN kept:
+    write_report turns it into null)."""
+    return ({
         "format": REPORT_FORMAT, "version": REPORT_VERSION, "samples": len(rows),
         "weights": weights, "model": model, "pass": manifest["pass"],
         "resize_mode": manifest["resize_mode"], "batch_size": manifest["batch_size"],
         "model_size": manifest["model_size"], **paths,
         "overall": metrics.summarise(rows), "scenes": metrics.per_scene(rows),
+        "nan_pairs": nan_pairs(rows),
     })
 
 
@@ -247,8 +292,9 @@ def write_report(report_dir, report, rows):
     """metrics.json and per_pair.csv into `report_dir`; returns their paths."""
     json_path = os.path.join(report_dir, "metrics.json")
     csv_path = os.path.join(report_dir, "per_pair.csv")
+    remove_temporaries(report_dir, names=("metrics.json", "per_pair.csv"))  # left by a killed run
     with atomic_write(json_path, "w") as f:
-        json.dump(report, f, indent=1, allow_nan=False)
+        json.dump(_clean(report), f, indent=1, allow_nan=False)
         f.write("\n")
     with atomic_write(csv_path, "w") as f:
         out = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -260,8 +306,10 @@ def write_report(report_dir, report, rows):
 
 
 def _cell(x, percent=False):
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
+    if x is None:
+        return "-"  # no such pixels (no occlusion mask, nothing scored)
+    if math.isnan(x):
+        return "NaN"  # the prediction held NaN: not the same as "no mask"
     return f"{100 * x:.2f}" if percent else f"{x:.4f}"
 
 

@@ -1,13 +1,30 @@
-"""Atomic file writes: a crash never leaves a half-written file under the final name."""
+"""Atomic file writes, leftovers of killed runs, and one writer per output folder.
+
+A crash never leaves a half-written file under the final name: files are written under a hidden
+temporary name (`.<name>.XXXXXXXX.tmp`) and renamed. A process killed outright (kill -9, power
+loss) cannot remove its temporary; the next run into the folder does (`remove_temporaries`).
+"""
 import contextlib
+import errno
+import fcntl
 import os
+import re
 import tempfile
+
+from .errors import Flownet2Error
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Yield a file object for a temporary sibling of `path`; rename it over `path` on success."""
+    """Yield a file object for a temporary sibling of `path`; rename it over `path` on success.
+
+    Any OS error (a full disk, a folder in the way) names `path`, never the temporary.
+    """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -20,12 +37,80 @@ def atomic_write(path, mode="wb"):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            raise OSError(e.errno, f"{e.strerror or e} (while writing)", path) from e
         raise
 
 
 def atomic_save(path, data: bytes):
     with atomic_write(path, "wb") as f:
         f.write(data)
+
+
+def remove_temporaries(folder, names=None):
+    """Delete atomic_write's leftover temporaries in `folder` (all, or only those of `names`).
+
+    Only for a folder nobody else is writing into (hold `folder_lock`, or pass the `names` this
+    process alone writes). Returns how many were removed.
+    """
+    try:
+        entries = os.listdir(folder)
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if not _TEMPORARY.match(entry):
+            continue
+        if names is not None and not any(entry.startswith(f".{n}.") for n in names):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, entry))
+            removed += 1
+    return removed
+
+
+LOCK_NAME = ".flownet2.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what="a run"):
+    """Hold `folder` for this process: a second writer gets one line naming the folder.
+
+    An flock: the kernel drops it when its holder dies, however it dies (kill -9 included), so a
+    lock file a killed process left behind is taken over; the file holds the pid for the message.
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_NAME)
+    fd = _lock_file(path, folder, what)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield folder
+    finally:
+        # unlinked while still held: a writer waiting on this file then sees it is gone and retries
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        os.close(fd)
+
+
+def _lock_file(path, folder, what):
+    """An fd holding an exclusive flock on `path`, which is still the file at `path`."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise Flownet2Error(f"{folder}: {what} (pid {holder}) is writing into this folder; "
+                                "wait for it to finish or choose another folder") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd  # a lock left by a killed process (its pid still inside) is taken over here
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed it between our open and our lock: try again

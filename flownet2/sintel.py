@@ -189,6 +189,14 @@ def resize_bilinear(x, height, width):
     return _resize_axis(_resize_axis(x, 1, height), 2, width).astype(np.float32, copy=False)
 
 
+RESIZE_MODES = ("pad", "resize")  # how frames reach the model size; see InputPadder
+
+
+def check_resize_mode(mode):
+    if mode not in RESIZE_MODES:
+        raise Flownet2Error(f"unknown resize mode {mode!r} (choose from {', '.join(RESIZE_MODES)})")
+
+
 class InputPadder:
     """Bring an (h, w) frame to the model size and a model-size flow back (after RAFT's InputPadder).
 
@@ -196,11 +204,10 @@ class InputPadder:
     official Caffe release), where the flow coming back is rescaled: u by w/W, v by h/H.
     """
 
-    MODES = ("pad", "resize")
+    MODES = RESIZE_MODES
 
     def __init__(self, size, target, mode="pad"):
-        if mode not in self.MODES:
-            raise Flownet2Error(f"unknown resize mode {mode!r} (choose from {', '.join(self.MODES)})")
+        check_resize_mode(mode)
         self.h, self.w = size
         self.H, self.W = target
         if mode == "pad" and (self.H < self.h or self.W < self.w):

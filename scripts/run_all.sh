@@ -21,7 +21,10 @@
 #   --height H --width W size of the synthetic frames (default 256x448; synthetic data only)
 #   --correlation C      matmul|slices, passed to the exporter (default: the exporter's)
 #   --loop N             runs of the performance stage (default 5)
-#   --force              redo every stage (default: skip a stage whose outputs are up to date)
+#   --emulate fp16|bf16  also run the ONNX model with every tensor rounded to fp16/bf16 (ONNX Runtime)
+#                        and print its EPE beside the fp32 one
+#   --force              redo every stage (default: skip a stage when its command, and the content of
+#                        everything it reads and wrote, are the same as last time)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,16 +36,16 @@ die() { echo "run_all.sh: error: $*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 dataset="" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
-height="" width="" correlation="" loop=5 force=0 precision="fp16" torch_mode="graphs"
+height="" width="" correlation="" loop=5 force=0 precision="fp16" torch_mode="graphs" emulate=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode)
+    --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
         --dataset) dataset="$2" ;; --pass) pass="$2" ;; --checkpoint) checkpoint="$2" ;;
         --batch-size) bs="$2" ;; --soc) soc="$2" ;; --backend) backend="$2" ;; --workdir) work="$2" ;;
         --height) height="$2" ;; --width) width="$2" ;; --correlation) correlation="$2" ;; --loop) loop="$2" ;;
-        --precision) precision="$2" ;; --torch-mode) torch_mode="$2" ;;
+        --precision) precision="$2" ;; --torch-mode) torch_mode="$2" ;; --emulate) emulate="$2" ;;
       esac
       shift 2 ;;
     --force) force=1; shift ;;
@@ -55,6 +58,8 @@ for v in bs loop ${height:+height} ${width:+width}; do
 done
 case "$pass" in clean|final) ;; *) die "--pass must be clean or final, got '$pass'" ;; esac
 case "$backend" in auto|ascend|onnxruntime|torch) ;; *) die "--backend must be auto, ascend, onnxruntime or torch" ;; esac
+case "$emulate" in ""|fp16|bf16) ;; *) die "--emulate must be fp16 or bf16, got '$emulate'" ;; esac
+[ -z "$emulate" ] || [ "$backend" != torch ] || die "--emulate rounds an ONNX model; the torch backend has --precision"
 [ -z "$checkpoint" ] || [ -f "$checkpoint" ] || die "$checkpoint: checkpoint file not found"
 if [ -n "$dataset" ]; then
   [ -d "$dataset" ] || die "$dataset: dataset folder not found (the Sintel 'training' folder)"
@@ -62,21 +67,17 @@ if [ -n "$dataset" ]; then
   dataset="$(cd "$dataset" && pwd)"
 fi
 [ -z "$checkpoint" ] || checkpoint="$(cd "$(dirname "$checkpoint")" && pwd)/$(basename "$checkpoint")"
+# Every tool the chosen backend needs, before the first stage (not a minute and gigabytes later).
+requested="$backend"
+backend="$("$PYTHON" -m flownet2.stages tools "$backend" ${emulate:+--emulate})" || exit 2
+[ "$requested" != auto ] || echo "backend: $backend (auto: ascend needs atc and the ais_bench package)"
+
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 
-if [ "$backend" = auto ]; then
-  if command -v atc >/dev/null 2>&1 && "$PYTHON" -c "import ais_bench" >/dev/null 2>&1; then
-    backend=ascend
-  else
-    backend=onnxruntime
-  fi
-  echo "backend: $backend (auto: ascend needs atc on PATH and the ais_bench package)"
-fi
-
 STAND_IN=""
 if [ -z "$checkpoint" ]; then
-  STAND_IN="$("$PYTHON" -c 'from flownet2.provenance import STAND_IN_BANNER; print(STAND_IN_BANNER)')"
+  STAND_IN="$("$PYTHON" -m flownet2.stages banner)"
   echo "$STAND_IN"
   echo "    (no --checkpoint: seeded random weights; pass --checkpoint FlowNet2_checkpoint.pth.tar for real numbers)"
 fi
@@ -88,32 +89,34 @@ n_stage=0
 T_START="$(date +%s.%N)"
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# up_to_date STAMP CMDLINE INPUTS OUTPUTS: same command as last time, every output there, no input
-# (file or anything inside a folder) changed since. INPUTS/OUTPUTS hold one path per line.
-up_to_date() {
-  [ -f "$1" ] && [ "$(cat "$1")" = "$2" ] || return 1
-  local p
-  while IFS= read -r p; do [ -z "$p" ] || [ -e "$p" ] || return 1; done <<< "$4"
-  while IFS= read -r p; do
-    [ -z "$p" ] || [ -z "$(find "$p" -newer "$1" -print -quit 2>/dev/null)" ] || return 1
-  done <<< "$3"
-}
-
-# stage NAME INPUTS OUTPUTS STALE CMD...: banner, skip when up to date, else remove the STALE paths,
-# run CMD logging to $LOGS/NAME.log, time it. INPUTS/OUTPUTS/STALE hold one path per line.
+# stage NAME [--in PATH...] [--out PATH...] [--stale PATH...] -- CMD...: banner; skip when CMD and the
+# content of every input and output are as the stamp recorded (flownet2.stages); else remove the STALE
+# paths, run CMD logging to $LOGS/NAME.log, time it, record the stamp.
 stage() {
-  local name="$1" inputs="$2" outputs="$3" stale="$4"; shift 4
-  local stamp="$STAMPS/$name" log="$LOGS/$name.log" cmdline t0 p status=0
+  local name="$1"; shift
+  local inputs=() outputs=() stale=() list=""
+  while [ "$1" != -- ]; do
+    case "$1" in --in|--out|--stale) list="$1" ;;
+      *) case "$list" in --in) inputs+=("$1") ;; --out) outputs+=("$1") ;; --stale) stale+=("$1") ;; esac ;;
+    esac
+    shift
+  done
+  shift
+  local stamp="$STAMPS/$name" log="$LOGS/$name.log" cmdline t0 p reason status=0
+  local io=(--in "${inputs[@]}" --out "${outputs[@]}" -- "$@")
   cmdline="$(printf '%q ' "$@")"
   n_stage=$((n_stage + 1))
   echo
   echo "==> [$n_stage] $name"
-  if [ "$force" = 0 ] && up_to_date "$stamp" "$cmdline" "$inputs" "$outputs"; then
-    echo "    up to date, skipped (--force redoes it); log: $log"
-    return 0
+  if [ "$force" = 0 ]; then
+    if reason="$("$PYTHON" -m flownet2.stages check "$stamp" "${io[@]}")"; then
+      echo "    up to date, skipped (--force redoes it); log: $log"
+      return 0
+    fi
+    echo "    runs: $reason"
   fi
   rm -f "$stamp"
-  while IFS= read -r p; do [ -z "$p" ] || rm -rf "$p"; done <<< "$stale"
+  for p in "${stale[@]}"; do rm -rf "$p"; done
   echo "+ $cmdline"
   t0="$(date +%s.%N)"
   if [[ " $QUIET_STAGES " == *" $name "* ]]; then
@@ -128,30 +131,28 @@ stage() {
     echo "   or the whole chain (finished stages are skipped): bash $(printf '%q' "${BASH_SOURCE[0]}") $(printf '%q ' "${ARGS[@]}")" >&2
     exit 1
   fi
-  printf '%s' "$cmdline" > "$stamp"
+  "$PYTHON" -m flownet2.stages record "$stamp" "${io[@]}"
   echo "<== $name done in $(elapsed "$t0") s"
 }
 
 # Stages whose console output is too wide to read (onnxsim's op table): log only, tail on failure.
 QUIET_STAGES="onnxsim"
 
-lines() { printf '%s\n' "$@"; }
-
 # --------------------------------------------------------------------------- the chain
 if [ -z "$dataset" ]; then
   height="${height:-256}" width="${width:-448}"
-  stage synthetic "" "$(lines "$work/synthetic/training/flow")" "" \
+  stage synthetic --out "$work/synthetic" -- \
     "$PYTHON" -m flownet2.synthetic --out "$work/synthetic" --scenes 2 --pairs 3 \
     --height "$height" --width "$width" --seed 0
   dataset="$work/synthetic/training"
 fi
 
 prep="$work/prep_bs$bs"
-stage preprocess "$(lines "$dataset")" "$(lines "$prep/manifest.json" "$prep/gt" "$prep/image1" "$prep/image2")" "" \
+stage preprocess --in "$dataset" --out "$prep/manifest.json" "$prep/gt" "$prep/image1" "$prep/image2" -- \
   "$PYTHON" "$REPO/Flownet2_preprocess.py" --dataset "$dataset" --output "$prep" --batch_size "$bs" --pass "$pass"
 
-read -r model_h model_w < <("$PYTHON" -c 'import json, sys; print(*json.load(open(sys.argv[1]))["model_size"])' \
-  "$prep/manifest.json") || die "$prep/manifest.json: no model_size"
+read -r model_h model_w < <("$PYTHON" -m flownet2.stages model-size "$prep/manifest.json") \
+  || die "$prep/manifest.json: no model_size"
 
 if [ "$backend" = torch ]; then
   # PyTorch runs the checkpoint itself: no ONNX stages. The runner reads the model from --model.
@@ -162,22 +163,22 @@ else
   onnx="$work/flownet2_bs$bs.onnx"
   weights=(--init random --seed 0)
   [ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
-  stage export "$(lines "$prep/manifest.json" "$checkpoint")" "$(lines "$onnx")" "" \
+  stage export --in "$checkpoint" --out "$onnx" -- \
     "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
     --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"}
 
   sim="$work/flownet2_bs${bs}_sim.onnx"
   # onnxsim appends to an existing <out>.data side file, so the old one goes first
-  stage onnxsim "$(lines "$onnx")" "$(lines "$sim")" "$(lines "$sim" "$sim.data")" \
+  stage onnxsim --in "$onnx" --out "$sim" "$sim.data" --stale "$sim" "$sim.data" -- \
     "$PYTHON" -m onnxsim "$onnx" "$sim"
 
   fix="$work/flownet2_bs${bs}_sim_fix.onnx"
-  stage fix_onnx "$(lines "$sim")" "$(lines "$fix")" "" "$PYTHON" "$REPO/fix_onnx.py" "$sim" "$fix"
+  stage fix_onnx --in "$sim" "$sim.data" --out "$fix" -- "$PYTHON" "$REPO/fix_onnx.py" "$sim" "$fix"
 
   model="$fix"
   if [ "$backend" = ascend ]; then
     model="$work/flownet2_bs$bs.om"
-    stage atc "$(lines "$fix")" "$(lines "$model")" "" \
+    stage atc --in "$fix" --out "$model" "$model.weights" -- \
       bash "$REPO/scripts/atc.sh" --model "$fix" --bs "$bs" --output "$work/flownet2_bs$bs" ${soc:+--soc "$soc"}
   fi
   backend_args=()
@@ -187,15 +188,28 @@ fi
 # A .om goes through `python -m ais_bench` (flownet2.infer hands it over with the same arguments).
 name="${backend}_bs$bs"
 result="$work/result"
-stage inference "$(lines "$model" "$prep/image1" "$prep/image2")" "$(lines "$result/${name}_summary.json")" \
-  "$(lines "$result/$name" "$result/${name}_summary.json")" "$PYTHON" -m flownet2.infer --model "$model" --input "$prep/image1,$prep/image2" --output "$result" \
-  --output_dirname "$name" --outfmt BIN --batchsize "$bs" "${backend_args[@]}"
+# infer NAME [FLAGS...]: the model on the batch files into result/NAME, then its EPE into report/NAME
+# (the report has its own folder: the prediction folder stays as the runner left it).
+infer_and_score() {
+  local run="$1"; shift
+  stage "inference${run#$name}" --in "$model" "$model.weights" "$prep/manifest.json" "$prep/image1" "$prep/image2" \
+    --out "$result/$run" "$result/${run}_summary.json" --stale "$result/$run" "$result/${run}_summary.json" -- \
+    "$PYTHON" -m flownet2.infer --model "$model" --input "$prep/image1,$prep/image2" --output "$result" \
+    --output_dirname "$run" --outfmt BIN --batchsize "$bs" "${backend_args[@]}" "$@"
+  stage "postprocess${run#$name}" --in "$prep/manifest.json" "$prep/gt" "$result/$run" "$result/${run}_summary.json" \
+    "$dataset" "$model" "$model.weights" \
+    --out "$work/report/$run" -- \
+    "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$run" \
+    --batch_size "$bs" --report "$work/report/$run" "${post_model[@]}"
+}
+infer_and_score "$name"
+if [ -n "$emulate" ]; then  # the same ONNX model on ONNX Runtime, every tensor rounded to $emulate
+  model="$fix" backend_args=() post_model=(--model "$fix")
+  infer_and_score "${name}_emulate_$emulate" --emulate "$emulate"
+  model="$work/flownet2_bs$bs.om"; [ "$backend" = ascend ] || model="$fix"
+fi
 
-stage postprocess "$(lines "$result/${name}_summary.json" "$prep/gt")" "$(lines "$result/$name/metrics.json")" "" \
-  "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$name" \
-  --batch_size "$bs" "${post_model[@]}"
-
-stage performance "$(lines "$model")" "$(lines "$work/perf/${name}_summary.json")" "" \
+stage performance --in "$model" --out "$work/perf/${name}_summary.json" -- \
   "$PYTHON" -m flownet2.infer --model "$model" --loop "$loop" --batchsize "$bs" \
   --output "$work/perf" --output_dirname "$name" "${backend_args[@]}"
 
@@ -204,4 +218,8 @@ echo "=== done in $(elapsed "$T_START") s ($backend backend, batch $bs, work fol
 [ -z "$STAND_IN" ] || echo "$STAND_IN"
 sed -n '/Average EPE/,$p' "$LOGS/postprocess.log"  # the EPE table (also when that stage was skipped)
 grep -h "throughput 1000\*batchsize" "$LOGS/performance.log" | tail -n 1 || true
+if [ -n "$emulate" ]; then
+  printf '%-24s %s\n' "EPE fp32 ($backend):" "$(grep -h 'Average EPE' "$LOGS/postprocess.log")" \
+    "EPE $emulate (emulated):" "$(grep -h 'Average EPE' "$LOGS/postprocess_emulate_$emulate.log")"
+fi
 [ -z "$STAND_IN" ] || echo "$STAND_IN"

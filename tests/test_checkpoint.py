@@ -124,3 +124,94 @@ def test_cli_bad_checkpoint_one_line_no_output(tmp_path):
     assert run.stderr.strip().count("\n") == 0 and "HTML page" in run.stderr
     assert "Traceback" not in run.stderr
     assert list(tmp_path.iterdir()) == [bad]
+
+
+# --------------------------------------------------------------------------- weights identity by content
+
+def _fingerprint_here(state):
+    """The fingerprint written out from its definition: sha256 over key, dtype, shape, bytes; keys sorted."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].contiguous()
+        h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.numpy().tobytes())
+    return "tensors:" + h.hexdigest()[:16]
+
+
+def test_labels_carry_a_fingerprint_of_the_tensors_not_of_the_name(tmp_path):
+    from flownet2.checkpoint import load_model
+
+    model, label = load_model(3)
+    state = model.state_dict()
+    assert label == f"stand-in:seed=3 {_fingerprint_here(state)}"
+    # the same tensors under two names, in a bare (non-stand-in) checkpoint: same fingerprint, no "official"
+    bare = {k: v.clone() for k, v in reversed(list(state.items()))}  # other key order in the file too
+    for name in ("FlowNet2_checkpoint.pth.tar", "renamed.pth"):
+        torch.save({"state_dict": bare}, tmp_path / name, _use_new_zipfile_serialization=False)
+        _, got = load_model(str(tmp_path / name))
+        assert got == f"checkpoint {name} {_fingerprint_here(state)}"
+    # other weights under the official file name: another fingerprint
+    bare["flownetc.conv1.0.bias"][0] += 1e-3
+    torch.save({"state_dict": bare}, tmp_path / "FlowNet2_checkpoint.pth.tar", _use_new_zipfile_serialization=False)
+    _, other = load_model(str(tmp_path / "FlowNet2_checkpoint.pth.tar"))
+    assert other.startswith("checkpoint FlowNet2_checkpoint.pth.tar tensors:") and other != got
+
+
+def test_saved_stand_in_checkpoint_stays_stand_in_through_the_exporter(tmp_path):
+    """`--init random --seed 0 --save-checkpoint F`, then the export from F: labelled stand-in, banner
+    printed (before: `official:F`, no banner)."""
+    from flownet2.provenance import STAND_IN_BANNER, is_stand_in, weights_label
+
+    common = ["--batch_size", "1", "--height", "64", "--width", "64"]
+    first = subprocess.run([sys.executable, "Flownet2_pth2onnx.py", "--init", "random", "--seed", "0", *common,
+                            "--save-checkpoint", str(tmp_path / "FlowNet2_checkpoint.pth.tar"),
+                            "--out_path", str(tmp_path / "a.onnx")], cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([sys.executable, "Flownet2_pth2onnx.py", "--input_path",
+                             str(tmp_path / "FlowNet2_checkpoint.pth.tar"), *common,
+                             "--out_path", str(tmp_path / "b.onnx")], cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    label = weights_label(tmp_path / "b.onnx")
+    assert is_stand_in(label) and label == weights_label(tmp_path / "a.onnx")  # same seed, same tensors
+    assert label.startswith("stand-in:seed=0 tensors:")
+    assert STAND_IN_BANNER in second.stderr
+    # a file whose tensors were changed after saving is still stand-in, and says so
+    from flownet2.checkpoint import load_model
+
+    raw = torch.load(tmp_path / "FlowNet2_checkpoint.pth.tar", weights_only=True)
+    raw["state_dict"]["flownetc.conv1.0.bias"] += 1
+    torch.save(raw, tmp_path / "tuned.pth.tar", _use_new_zipfile_serialization=False)
+    _, tuned = load_model(str(tmp_path / "tuned.pth.tar"))
+    assert tuned.startswith("stand-in:seed=0,changed-after-saving tensors:") and is_stand_in(tuned)
+
+
+def test_is_stand_in_reads_every_label_format():
+    from flownet2.provenance import is_stand_in, stand_in_seed
+
+    for label, stand_in, seed in [("stand-in:seed=4", True, 4), ("stand-in:seed=4 tensors:0123456789abcdef", True, 4),
+                                  ("stand-in:seed=4,changed-after-saving tensors:ab", True, 4),
+                                  ("official:FlowNet2_checkpoint.pth.tar", False, None),
+                                  ("checkpoint FlowNet2_checkpoint.pth.tar tensors:0123456789abcdef", False, None),
+                                  (None, False, None)]:
+        assert is_stand_in(label) is stand_in and stand_in_seed(label) == seed, label
+
+
+def test_stand_in_weights_are_seeded_per_key():
+    """Reordering (or adding) modules leaves every other tensor's stand-in values as they were."""
+    class Reordered:
+        def __init__(self, state):
+            self._state = collections.OrderedDict(reversed(list(state.items())))
+
+        def state_dict(self):
+            return self._state
+
+    full = FlowNet2().state_dict()
+    fusion = collections.OrderedDict((k, v) for k, v in full.items() if k.startswith("flownetfusion"))
+    more = collections.OrderedDict((k, v) for k, v in full.items() if k.startswith("flownetc.conv1"))
+    more.update(fusion)  # modules added in front of the fusion network
+    a = stand_in_state_dict(Reordered(fusion), 5)
+    b = stand_in_state_dict(Reordered(Reordered(more).state_dict()), 5)
+    assert all(torch.equal(a[k], b[k]) for k in a) and len(b) > len(a)
+    assert not torch.equal(stand_in_state_dict(Reordered(fusion), 6)[next(iter(a))], a[next(iter(a))])

@@ -3,6 +3,7 @@
 The expected pair order, batch/slot positions and values are built here by hand from the dataset
 files, never from the manifest, so a mapping bug in either script shows up as a wrong number.
 """
+import hashlib
 import importlib.util
 import json
 import os
@@ -73,15 +74,45 @@ def _read_batch(folder, k, bs, channels=3):
     return np.fromfile(os.path.join(folder, f"{k}.bin"), np.float32).reshape(bs, channels, HM, WM)
 
 
-def _write_predictions(folder, slots, bs, fill):
-    """slots: {(batch, slot): (2, HM, WM) array}; other slots get `fill`."""
+def _sha256(path):
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
+def _runner_summary(folder, prep, batches, digests=True, **extra):
+    """What our runner writes beside its output folder: filesinfo (infiles -> outfiles) and, unless
+    `digests` is False (real ais_bench), the sha256 of each input as read, taken here from the files."""
+    folder, prep = str(folder), str(prep)
+    info, seen = {}, {}
+    for k in batches:
+        infiles = [os.path.join(prep, d, f"{k}.bin") for d in ("image1", "image2")]
+        info[str(k)] = {"infiles": infiles, "outfiles": [os.path.join(folder, f"{k}_0.bin")]}
+        seen.update((p, _sha256(p)) for p in infiles)
+    summary = {"filesinfo": info, "args": ["infer.py", "--model", "m.onnx"], **extra}
+    if digests:
+        summary["flownet2.input_digests"] = seen
+    with open(folder.rstrip("/") + "_summary.json", "w") as f:
+        json.dump(summary, f)
+
+
+def _save_one_batch(folder, prep, pred):
+    """Batch 0's predictions as the runner saves them, with its summary."""
+    folder.mkdir()
+    pred.tofile(folder / "0_0.bin")
+    _runner_summary(folder, prep, [0])
+
+
+def _write_predictions(folder, slots, bs, fill, prep):
+    """slots: {(batch, slot): (2, HM, WM) array}; other slots get `fill`; plus the runner's summary."""
     os.makedirs(folder, exist_ok=True)
-    for k in sorted({b for b, _ in slots}):
+    batches = sorted({b for b, _ in slots})
+    for k in batches:
         arr = np.full((bs, 2, HM, WM), fill, np.float32)
         for s in range(bs):
             if (k, s) in slots:
                 arr[s] = slots[(k, s)]
         arr.tofile(os.path.join(folder, f"{k}_0.bin"))
+    _runner_summary(folder, prep, batches)
 
 
 def _padded_gt_prediction(dataset, i, offset=(0, 0)):
@@ -111,12 +142,13 @@ def test_batch_size_3_over_5_pairs_maps_every_pair(dataset, prep3, tmp_path, cap
     # outputs: pair i predicted as gt + (i + 1, 0) -> EPE i + 1; the filler slot holds NaN
     out = tmp_path / "run"
     _write_predictions(out, {(i // 3, i % 3): _padded_gt_prediction(dataset, i, (i + 1, 0))
-                             for i in range(5)}, bs=3, fill=np.nan)
+                             for i in range(5)}, bs=3, fill=np.nan, prep=prep3)
     assert post.main(["--gt_path", os.path.join(prep3, "gt"), "--output_path", str(out),
                       "--batch_size", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "5 samples, Average EPE = 3.000000"
     assert lines[1] == "weights: unknown (pass --model to record them)"
+    assert lines[2].startswith("inputs: made from the batch files")
     assert any(line.split()[:2] == ["synthetic_1", "3"] for line in lines)
     assert any(line.split()[:2] == ["all", "5"] for line in lines)
     csv_rows = [r.split(",") for r in (out / "per_pair.csv").read_text().splitlines()]
@@ -136,11 +168,11 @@ def test_batch_size_3_over_5_pairs_maps_every_pair(dataset, prep3, tmp_path, cap
 
 
 def test_missing_frames_warn_or_fail_under_strict(dataset, tmp_path, capsys):
-    assert pre.main(["--dataset", dataset, "--output", str(tmp_path / "a"), "--batch_size", "4",
+    assert pre.main(["--dataset", dataset, "--output", str(tmp_path / "a"), "--batch_size", "2",
                      "--scenes", "synthetic_2"]) == 0
     err = capsys.readouterr().err
     assert "warning: 1 frame file(s) missing" in err and "frame_0004.png" in err
-    with pytest.raises(Flownet2Error, match="--strict"):
+    with pytest.raises(Flownet2Error, match=r"\(strict: missing frames are an error\)"):
         pre.main(["--dataset", dataset, "--output", str(tmp_path / "b"), "--batch_size", "1",
                   "--strict"])
     assert not (tmp_path / "b").exists()
@@ -169,7 +201,7 @@ def test_resize_mode_round_trips_a_constant_flow(dataset, tmp_path, capsys):
     a, b = 6.0, -3.0
     const = np.stack([np.full((HM, WM), a), np.full((HM, WM), b)]).astype(np.float32)
     out = tmp_path / "run"
-    _write_predictions(out, {(0, 0): const, (0, 1): const, (1, 0): const}, bs=2, fill=np.nan)
+    _write_predictions(out, {(0, 0): const, (0, 1): const, (1, 0): const}, bs=2, fill=np.nan, prep=prep)
     assert post.main(["--gt_path", str(prep / "gt"), "--output_path", str(out), "--batch_size", "2",
                       "--save-flo", str(tmp_path / "flo")]) == 0
     u, v = a * W / WM, b * H / HM
@@ -235,7 +267,7 @@ def test_postprocess_refuses_bad_outputs(dataset, prep3, tmp_path):
     run = lambda *extra: post.main(["--gt_path", gt_path, "--output_path", str(tmp_path / "run"),
                                     "--batch_size", "3", *extra])
     good = {(i // 3, i % 3): _padded_gt_prediction(dataset, i) for i in range(5)}
-    _write_predictions(tmp_path / "run", good, bs=3, fill=0)
+    _write_predictions(tmp_path / "run", good, bs=3, fill=0, prep=prep3)
     expected = 3 * 2 * HM * WM * 4
     truncated = tmp_path / "run" / "1_0.bin"
     truncated.write_bytes(truncated.read_bytes()[:1234])
@@ -249,9 +281,12 @@ def test_postprocess_refuses_bad_outputs(dataset, prep3, tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()  # nothing written on failure
     # the same data as .npy is accepted
     np.save(tmp_path / "run" / "1_0.npy", np.stack([good[(1, 0)], good[(1, 1)], good[(1, 0)]]))
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    summary["filesinfo"]["1"]["outfiles"] = [str(tmp_path / "run" / "1_0.npy")]  # --outfmt NPY
+    (tmp_path / "run_summary.json").write_text(json.dumps(summary))
     assert run() == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]["epe"] == 0
-    with pytest.raises(Flownet2Error, match="--batch_size 4 does not match"):
+    with pytest.raises(Flownet2Error, match="batch size 4 does not match .* batches of 3"):
         post.main(["--gt_path", gt_path, "--output_path", str(tmp_path / "run"), "--batch_size", "4"])
     gt_copy = tmp_path / "prep" / "gt"
     shutil.copytree(gt_path, gt_copy)
@@ -270,7 +305,8 @@ def test_postprocess_refuses_bad_outputs(dataset, prep3, tmp_path):
 
 def test_weights_provenance_lines(dataset, prep3, tmp_path, capsys):
     _write_predictions(tmp_path / "runs" / "bs3", {(i // 3, i % 3): _padded_gt_prediction(dataset, i)
-                                                   for i in range(5)}, bs=3, fill=0)
+                                                   for i in range(5)}, bs=3, fill=0, prep=prep3)
+    summary = lambda **kw: _runner_summary(tmp_path / "runs" / "bs3", prep3, [0, 1], **kw)
     model = tmp_path / "flownet2_bs3.om"
     model.write_bytes(b"")
     (tmp_path / "flownet2_bs3.om.weights").write_text(provenance.stand_in_label(5))
@@ -282,27 +318,45 @@ def test_weights_provenance_lines(dataset, prep3, tmp_path, capsys):
                          provenance.STAND_IN_BANNER]
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["weights"] == "stand-in:seed=5"
     # without --model: the runner's summary beside the output folder names the model
-    (tmp_path / "runs" / "bs3_summary.json").write_text(json.dumps({"args": {"model": str(model)}}))
+    summary(args={"model": str(model)})
     assert post.main(base) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == provenance.STAND_IN_BANNER and lines[2] == provenance.STAND_IN_BANNER
     # our runner's summary: args is its argv list, and it copies the label in as well
-    (tmp_path / "runs" / "bs3_summary.json").write_text(json.dumps(
-        {"args": ["infer.py", "--model", str(tmp_path / "moved.onnx")], provenance.KEY: "stand-in:seed=6"}))
+    summary(args=["infer.py", "--model", str(tmp_path / "moved.onnx")], **{provenance.KEY: "stand-in:seed=6"})
     assert post.main(base) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == provenance.STAND_IN_BANNER and lines[3] == "weights: stand-in:seed=6"
-    (tmp_path / "runs" / "bs3_summary.json").write_text(json.dumps({"args": [f"--model={model}"]}))
-    # official weights: no banner, the label is printed and recorded
-    (tmp_path / "flownet2_bs3.om.weights").write_text(provenance.official_label("FlowNet2_checkpoint.pth.tar"))
+    summary(args=[f"--model={model}"])
+    # checkpoint weights: no banner, the label (with its tensor fingerprint) is printed and recorded
+    label = "checkpoint FlowNet2_checkpoint.pth.tar tensors:0123456789abcdef"
+    (tmp_path / "flownet2_bs3.om.weights").write_text(label)
     assert post.main(base) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == ["5 samples, Average EPE = 0.000000", "weights: official:FlowNet2_checkpoint.pth.tar"]
+    assert lines[:2] == ["5 samples, Average EPE = 0.000000", f"weights: {label}"]
+    # a label of an earlier version is still read, and still not taken for stand-in weights
+    (tmp_path / "flownet2_bs3.om.weights").write_text("official:FlowNet2_checkpoint.pth.tar")
+    assert post.main(base) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "weights: official:FlowNet2_checkpoint.pth.tar"
+
+
+def test_model_and_run_naming_different_weights_is_refused(dataset, prep3, tmp_path):
+    _write_predictions(tmp_path / "runs" / "bs3", {(i // 3, i % 3): _padded_gt_prediction(dataset, i)
+                                                   for i in range(5)}, bs=3, fill=0, prep=prep3)
+    _runner_summary(tmp_path / "runs" / "bs3", prep3, [0, 1], **{provenance.KEY: "stand-in:seed=0 tensors:aa"})
+    model = tmp_path / "other.om"
+    model.write_bytes(b"")
+    (tmp_path / "other.om.weights").write_text("checkpoint ck.pth.tar tensors:bb")
+    with pytest.raises(Flownet2Error, match=r"other\.om holds weights 'checkpoint ck.pth.tar tensors:bb', but "
+                                            r"the run .* used 'stand-in:seed=0 tensors:aa'"):
+        post.main(["--gt_path", os.path.join(prep3, "gt"), "--output_path", str(tmp_path / "runs" / "bs3"),
+                   "--batch_size", "3", "--model", str(model)])
+    assert not (tmp_path / "runs" / "bs3" / "metrics.json").exists()
 
 
 def test_vis_pictures(dataset, prep3, tmp_path):
     _write_predictions(tmp_path / "run", {(i // 3, i % 3): _padded_gt_prediction(dataset, i, (1, 1))
-                                          for i in range(5)}, bs=3, fill=0)
+                                          for i in range(5)}, bs=3, fill=0, prep=prep3)
     assert post.main(["--gt_path", os.path.join(prep3, "gt"), "--output_path", str(tmp_path / "run"),
                       "--batch_size", "3", "--vis", str(tmp_path / "vis"), "--vis-count", "2"]) == 0
     assert sorted(os.listdir(tmp_path / "vis")) == ["synthetic_1_frame_0001.png",
@@ -336,8 +390,7 @@ def test_real_sample_end_to_end(tmp_path, capsys):
     for s, scene in enumerate(("cave_2", "market_5")):
         pred[s, :, :436] = read_flo(os.path.join(MINI, "training", "flow", scene,
                                                  "frame_0002.flo")).transpose(2, 0, 1)
-    (tmp_path / "run").mkdir()
-    pred.tofile(tmp_path / "run" / "0_0.bin")
+    _save_one_batch(tmp_path / "run", prep, pred)
     capsys.readouterr()
     assert post.main(["--gt_path", str(prep / "gt"), "--output_path", str(tmp_path / "run"),
                       "--batch_size", "2"]) == 0
@@ -364,8 +417,7 @@ def test_vanished_mask_warns_once_and_drops_only_occ_metrics(tmp_path, capsys):
     for s in range(2):
         pred[s, :, :32, :48] = read_flo(os.path.join(root, "flow", "synthetic_1",
                                                      f"frame_{s + 1:04d}.flo")).transpose(2, 0, 1)
-    (tmp_path / "run").mkdir()
-    pred.tofile(tmp_path / "run" / "0_0.bin")
+    _save_one_batch(tmp_path / "run", prep, pred)
     capsys.readouterr()
     assert post.main(["--gt_path", str(prep / "gt"), "--output_path", str(tmp_path / "run"),
                       "--batch_size", "2"]) == 0
