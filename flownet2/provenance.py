@@ -44,11 +44,6 @@ def checkpoint_label(path, tensors):
     return f"checkpoint {os.path.basename(os.fspath(path))} {tensors}"
 
 
-def official_label(path):
-    """Older callers' label for a checkpoint file: now `checkpoint <name>`, never "official"."""
-    return f"checkpoint {os.path.basename(os.fspath(path))}"
-
-
 def stand_in_seed(label):
     """The seed a stand-in label names (int), or None for any other label."""
     if not is_stand_in(label) or not label.startswith("stand-in:seed="):

@@ -23,11 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from . import checkpoint
-from .checkpoint import load_flownet2, stand_in_state_dict
 from .errors import Flownet2Error
-from .model import FlowNet2, check_input_size
-from .ops import CORRELATION_MODES
-from .provenance import official_label, stand_in_label
+from .model import check_input_size
 
 PRECISIONS = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("eager", "graphs", "compile")
@@ -38,24 +35,6 @@ FLOW_HEADS = (("flownetc", "predict_flow2"), ("flownets_1", "predict_flow2"), ("
 
 
 # --------------------------------------------------------------------------- weights and precision
-
-def _load_model(weights, *, corr_mode="matmul", unsafe_pickle=False):
-    """(FlowNet2 in eval mode on the CPU, weights label): `weights` is a checkpoint path or an int seed."""
-    if corr_mode not in CORRELATION_MODES:
-        raise Flownet2Error(f"correlation mode must be one of {', '.join(CORRELATION_MODES)}, got {corr_mode!r}")
-    if isinstance(weights, int) and not isinstance(weights, bool):
-        with torch.device("meta"):  # shapes only: skips initialising 162M parameters that are replaced anyway
-            model = FlowNet2(corr_mode)
-        model.load_state_dict(stand_in_state_dict(model, weights), assign=True)
-        return model.eval(), stand_in_label(weights)
-    model = FlowNet2(corr_mode).eval()
-    load_flownet2(model, weights, unsafe_pickle)
-    return model, official_label(weights)
-
-
-if not hasattr(checkpoint, "load_model"):  # MERGE: delete _load_model and these two lines
-    checkpoint.load_model = _load_model
-
 
 class Float32Conv2d(nn.Conv2d):
     """A Conv2d that runs in float32 whatever its input: a sub-network's flow head in the fp16 model.
