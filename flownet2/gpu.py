@@ -12,6 +12,7 @@ Importing this module, and using it on the CPU, never initialises CUDA.
 """
 import contextlib
 import os
+import re
 import time
 
 import numpy as np
@@ -225,6 +226,32 @@ def compile_model(module, compile_mode="reduce-overhead", backend="inductor"):
 
 # --------------------------------------------------------------------------- runner and session
 
+def cpu_has_bf16():
+    """True when the CPU has bf16 arithmetic units (AVX512_BF16 or AMX-BF16), from /proc/cpuinfo's flags.
+
+    Without them PyTorch still runs bf16 on the CPU, by converting to fp32 and back: slower than fp32.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", f.read()))
+    except OSError:  # not Linux: no portable way to ask
+        return False
+    return bool(flags)
+
+
+def check_cpu_precision(precision):
+    """Refuse, in one line, a precision the CPU cannot run usefully (fp32 always; bf16 with bf16 units)."""
+    if precision == "fp32":
+        return
+    if precision == "bf16":
+        if not cpu_has_bf16():
+            raise Flownet2Error("precision bf16 on the CPU needs bf16 units (AVX512_BF16 or AMX), which this CPU "
+                                "lacks; use fp32")
+        return
+    raise Flownet2Error(f"precision {precision} needs a CUDA GPU; on the CPU use fp32 (or bf16 on a CPU with "
+                        "AVX512_BF16 or AMX)")
+
+
 def resolve_device(device):
     """torch.device for 'cpu', 'cuda' or 'cuda:N'; a clear error when CUDA is asked for but absent."""
     try:
@@ -305,6 +332,8 @@ class TorchSession:
     Inputs are normalised B x 3 x H x W float32 arrays of exactly the session's shape.
     """
 
+    copy_ms = None
+
     def __init__(self, weights, batch=1, height=448, width=1024, device="cuda", precision="fp16",
                  mode="graphs", channels_last=True, corr_mode="matmul", compile_mode="reduce-overhead",
                  unsafe_pickle=False, warmup=3):
@@ -315,6 +344,7 @@ class TorchSession:
         model, self.label = load_model(weights, corr_mode, unsafe_pickle)
         shape = [batch, 3, height, width]
         self.inputs = [("x1", shape, np.dtype(np.float32)), ("x2", shape, np.dtype(np.float32))]
+        self.batch_size, self.size = batch, (height, width)
         example = _example_pair(shape)
         self.runner = build_runner(model, *example, self.device, precision, mode, channels_last,
                                    compile_mode, warmup)

@@ -27,11 +27,9 @@ from .errors import Flownet2Error
 from .fileio import atomic_save, atomic_write
 from .provenance import KEY as WEIGHTS_KEY
 from .provenance import weights_label
+from .sessions import AIS_BENCH_HINT, open_onnx
 
 PURE_INFER_FILE = "pure_infer_data"  # ais_bench's name for the made-up input of performance mode
-AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels from "
-                  "https://gitee.com/ascend/tools/tree/master/ais-bench_workload/tool/ais_bench "
-                  "(needs the CANN toolkit), or run the .onnx model with this runner instead")
 
 
 def parse_args(argv):
@@ -74,49 +72,6 @@ def _non_negative(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is not a non-negative integer")
     return value
-
-
-# --------------------------------------------------------------------------- backend
-
-class OrtSession:
-    """ONNX Runtime session with ais_bench's view of a model: inputs as (name, shape, dtype), plus the
-    weights label from the model's metadata (read by ORT already; re-parsing 650 MB costs ~0.5 s)."""
-
-    def __init__(self, session):
-        self.session = session
-        self.inputs = [(i.name, [d if isinstance(d, int) else 1 for d in i.shape], _ort_dtype(i.type))
-                       for i in session.get_inputs()]
-        self.provider = session.get_providers()[0]
-        self.label = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
-
-    def run(self, arrays):
-        """Outputs for the input arrays and the time of the run in ms (host copies included)."""
-        feeds = {name: a for (name, _, _), a in zip(self.inputs, arrays)}
-        t0 = time.perf_counter()
-        outputs = self.session.run(None, feeds)
-        return outputs, (time.perf_counter() - t0) * 1000.0
-
-
-def _ort_dtype(type_text):
-    names = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-             "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
-    if type_text not in names:
-        raise Flownet2Error(f"model input type {type_text} is not supported by this runner")
-    return np.dtype(names[type_text])
-
-
-def open_session(model_path, device=0):
-    """The one place a backend is chosen: ONNX Runtime, CUDA provider when available, else CPU."""
-    import onnxruntime as ort
-
-    providers = ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device}))
-    try:
-        return OrtSession(ort.InferenceSession(model_path, providers=providers))
-    except Exception as e:  # ORT raises its own exception types for unreadable/invalid models
-        raise Flownet2Error(f"{model_path}: ONNX Runtime cannot load the model ({type(e).__name__}: {e})") from None
 
 
 # --------------------------------------------------------------------------- input files
@@ -299,7 +254,7 @@ def run(args, argv):
         return run_session(open_torch_session(args), args, argv)
     if not os.path.isfile(args.model):
         raise Flownet2Error(f"{args.model}: model file does not exist")
-    return run_session(open_session(args.model, args.device), args, argv)
+    return run_session(open_onnx(args.model, device=args.device), args, argv)
 
 
 def run_session(session, args, argv):
