@@ -211,7 +211,8 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         threads = [stages.thread(read), stages.thread(write)]
         try:
             while (batch := stages.get(to_model)) is not _DONE:
-                outputs, ms = session.run([batch[2], batch[3]])
+                inputs = [x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs)]
+                outputs, ms = session.run(inputs)
                 result.model_ms += ms
                 stages.put(to_writer, (batch, outputs[0]))
             stages.put(to_writer, _DONE)
