@@ -2,7 +2,8 @@
 
     python Flownet2_predict.py --model flownet2_bs1_sim_fix.onnx --input frame1.png frame2.png --output out
     python Flownet2_predict.py --model stand-in:0 --input frames/ --output out --png
-    python Flownet2_predict.py --model FlowNet2_checkpoint.pth.tar --input clip.mp4 --output out --video out/clip_flow.mp4
+    python Flownet2_predict.py --model FlowNet2_checkpoint.pth.tar --input clip.mp4 --output out \
+        --video out/clip_flow.mp4
 
 Writes <first frame's name>.flo per pair (a video clip.mp4: out/clip/frame_0001.flo, numbered from 1).
 """

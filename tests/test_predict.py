@@ -24,7 +24,7 @@ from sintel_mini import MINI, needs_mini
 av = pytest.importorskip("av")
 
 
-# --------------------------------------------------------------------------- helpers (independent of the code under test)
+# ---------------------------------------------------------- helpers (independent of the code under test)
 
 def tiny_model(path, *, batch=1, size=(64, 96), field=None, label=None):
     """A static ONNX model: flow = channels 0 and 1 of x1 (identity), or a fixed (2, H, W) field."""
@@ -344,22 +344,24 @@ def test_existing_outputs_need_force(tmp_path, capsys):
     assert files_under(tmp_path / "o" / "clip") == ["frame_0001.flo", "frame_0002.flo"]
 
 
-def test_truncated_video_fails_without_a_half_written_output_video(tmp_path, capsys):
-    encode_video(tmp_path / "clip.mkv", random_frames(40, 64, 64), codec="ffv1")
-    data = (tmp_path / "clip.mkv").read_bytes()
-    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2] + np.random.default_rng(1).bytes(len(data) // 2))
-    model = tiny_model(tmp_path / "m.onnx", size=(64, 64))
-    code, _, err = run_cli(["--model", model, "--input", tmp_path / "cut.mkv", "--output", tmp_path / "o",
-                            "--video", tmp_path / "o" / "flow.mp4"], capsys)
-    written = files_under(tmp_path / "o")
-    if code == 0:  # FFmpeg may skip the damaged frames; then every pair it gave is complete
-        assert "flow.mp4" in written
-    else:
-        assert code == 2 and str(tmp_path / "cut.mkv") in err
-        assert "flow.mp4" not in written and not any(".tmp" in f for f in written)
-    for f in written:
-        if f.endswith(".flo"):
-            assert read_flo(tmp_path / "o" / f).shape == (64, 64, 2)
+def test_a_video_that_breaks_half_way_leaves_complete_flo_files_and_no_output_video(tmp_path):
+    class BreaksAtFrame11(frames.FrameSource):
+        def frames(self):
+            for k in range(10):
+                yield np.full((32, 32, 3), 10 * k, np.uint8)
+            raise Flownet2Error(f"{self.path}: cannot decode frame 11 (Invalid data found)")
+
+    source = BreaksAtFrame11("clip.mp4", "video", (32, 32), frame_count=None)
+    out = tmp_path / "o"
+    with pytest.raises(Flownet2Error, match="clip.mp4: cannot decode frame 11"):
+        predict.predict(SlowSession((64, 64)), source, output=out, size_mode="pad", video=out / "flow.mp4",
+                        png=True, progress=False)
+    written = files_under(out)
+    assert "flow.mp4" not in written and not any(f.endswith(".tmp") for f in written)
+    flos = [f for f in written if f.endswith(".flo")]
+    assert flos == [f"clip/frame_{i:04d}.flo" for i in range(1, len(flos) + 1)]
+    for f in flos:
+        assert read_flo(out / f).shape == (32, 32, 2)
 
 
 # --------------------------------------------------------------------------- the real network
