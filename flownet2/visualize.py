@@ -150,7 +150,9 @@ def side_by_side(frame, pred, gt=None, *, radius=None, error_scale=ERROR_SCALE_P
     return np.concatenate([np.concatenate(panels, axis=1), np.concatenate(captions, axis=1)], axis=0)
 
 
-def save_png(path, rgb):
-    """The one PNG writer: atomic (temporary name, then rename), fast compression."""
+def save_png(path, pixels, *, compress_level=1):
+    """The toolkit's one PNG writer, atomic (temporary name, then rename): (H, W, 3) RGB or (H, W)
+    grey uint8. Level 1 is 2.5x faster than PIL's default 6 for ~20% more bytes: right for pictures
+    written once per pair; a dataset meant to be kept may prefer 6."""
     with atomic_write(path, "wb") as f:
-        Image.fromarray(rgb).save(f, format="PNG", compress_level=1)  # 2.5x faster, ~20% larger
+        Image.fromarray(pixels).save(f, format="PNG", compress_level=compress_level)
