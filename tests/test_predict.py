@@ -4,6 +4,8 @@ Tiny hand-built ONNX models stand in for the network wherever its numbers are no
 test runs the real network (stand-in weights) against the preprocess -> runner -> postprocess chain.
 """
 import os
+import subprocess
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -239,6 +241,40 @@ def test_ground_truth_gives_epe_per_pair_and_the_stand_in_banner(tmp_path, capsy
     code, out, _ = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "o2",
                             "--gt", tmp_path / "gt", "--size-mode", "pad"], capsys)
     assert code == 0 and "mean EPE" in out and provenance.STAND_IN_BANNER not in out
+
+
+STANDINS = Path(__file__).parent / "standins"
+
+
+@pytest.fixture
+def stand_in_ais_bench(monkeypatch):
+    """The stand-in ais_bench package (it runs the ONNX model its stand-in .om names), importable here
+    and forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(STANDINS))
+    yield
+    for name in [m for m in sys.modules if m == "ais_bench" or m.startswith("ais_bench.")]:
+        del sys.modules[name]
+
+
+def test_an_ascend_om_runs_through_ais_bench_python_api(tmp_path, capsys, stand_in_ais_bench):
+    onnx_path = tiny_model(tmp_path / "m.onnx", batch=2, size=(64, 64))
+    subprocess.run([sys.executable, str(STANDINS / "atc"), "--framework=5", f"--model={onnx_path}",
+                    f"--output={tmp_path / 'm'}", "--input_format=NCHW", "--soc_version=Ascend310P3",
+                    "--input_shape=x1:2,3,64,64;x2:2,3,64,64", "--log=debug"], check=True, capture_output=True)
+    (tmp_path / "m.om.weights").write_text("stand-in:seed=0\n")
+    imgs = random_frames(4, 40, 50, seed=4)
+    write_frames(tmp_path / "f", imgs)
+    code, out, err = run_cli(["--model", tmp_path / "m.om", "--device", "3", "--input", tmp_path / "f",
+                              "--output", tmp_path / "o", "--size-mode", "pad"], capsys)
+    from ais_bench.infer.interface import CALLS
+
+    assert code == 0, err
+    assert CALLS[0] == ("InferSession", {"device_id": 3, "model_path": str(tmp_path / "m.om")})
+    assert [c for c in CALLS if c[0] == "infer"] == [("infer", {"shapes": [(2, 3, 64, 64)] * 2, "mode": "static"})] * 2
+    assert "stand-in:seed=0" in out
+    for i in range(3):
+        expected = normalised(imgs[i], imgs[i + 1])[0][..., :2]
+        np.testing.assert_allclose(read_flo(tmp_path / "o" / f"frame_{i + 1:04d}.flo"), expected, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- streaming
