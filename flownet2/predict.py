@@ -5,6 +5,7 @@ is never held) and the model does not wait on I/O: a reader thread decodes frame
 the calling thread runs the model, a writer thread brings each flow back to its frame's size and
 writes it. Every file is written atomically; an error stops all three and is raised in the caller.
 """
+import contextlib
 import os
 import queue
 import re
@@ -211,8 +212,8 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         threads = [stages.thread(read), stages.thread(write)]
         try:
             while (batch := stages.get(to_model)) is not _DONE:
-                inputs = [x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs)]
-                outputs, ms = session.run(inputs)
+                x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
+                outputs, ms = session.run([x1, x2])
                 result.model_ms += ms
                 stages.put(to_writer, (batch, outputs[0]))
             stages.put(to_writer, _DONE)
@@ -226,13 +227,5 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
     return result
 
 
-class _NoVideo:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _maybe_video(path, fps):
-    return frames.video_writer(path, fps) if path else _NoVideo()
+    return frames.video_writer(path, fps) if path else contextlib.nullcontext()
