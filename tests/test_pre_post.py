@@ -21,6 +21,7 @@ from flownet2 import batches, provenance
 from flownet2.errors import Flownet2Error
 from flownet2.flo import read_flo
 from flownet2.synthetic import make_synthetic_sintel
+from flownet2.visualize import caption_height
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from sintel_mini import MINI, needs_mini  # noqa: E402
@@ -362,8 +363,8 @@ def test_vis_pictures(dataset, prep3, tmp_path):
     assert sorted(os.listdir(tmp_path / "vis")) == ["synthetic_1_frame_0001.png",
                                                     "synthetic_1_frame_0002.png"]
     pic = np.asarray(Image.open(tmp_path / "vis" / "synthetic_1_frame_0002.png"))
-    assert pic.shape == (H, 4 * W, 3)
-    assert np.array_equal(pic[:, :W], _frame(dataset, "synthetic_1", 2))
+    assert pic.shape == (H + caption_height(H), 4 * W, 3)  # panels on top, labelled underneath
+    assert np.array_equal(pic[:H, :W], _frame(dataset, "synthetic_1", 2))
 
 
 def test_scripts_fail_with_one_line(tmp_path):

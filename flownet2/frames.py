@@ -1,0 +1,205 @@
+"""Frames from your own files, and flows back at their size.
+
+A source is two image files, a folder of frames (natural sort: frame_2 before frame_10) or a video
+decoded as a stream (PyAV, FFmpeg's libraries); consecutive frames make the pairs. Frames reach the
+model's size through `sintel.InputPadder` (pad, or bilinear resize with u, v rescaled on the way
+back), so there is one rule for sizes across the toolkit. The flow video is written here too.
+"""
+import contextlib
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from . import sintel
+from .errors import Flownet2Error
+from .fileio import atomic_write
+from .infer import natural_sorted
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+# output video: extension -> (container format, codec); H.264 where the container takes it
+VIDEO_OUT = {".mp4": ("mp4", "libx264"), ".mov": ("mov", "libx264"), ".mkv": ("matroska", "libx264"),
+             ".avi": ("avi", "mpeg4")}
+DEFAULT_FPS = Fraction(24)  # a folder or two images have no frame rate of their own
+
+
+def _ext(path):
+    return os.path.splitext(path)[1].lower()
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise Flownet2Error("reading or writing video needs PyAV: pip install av") from None
+    return av
+
+
+@dataclass
+class FrameSource:
+    """Frames in order. `names[i]` is pair i's output name (folder-relative, no extension) when the
+    frames are known up front; a video numbers its pairs `<stem>/frame_0001`... as it goes."""
+
+    path: str
+    kind: str  # "images", "folder" or "video"
+    size: tuple  # (height, width) of every frame
+    files: list | None = None  # images / folder: the frame files
+    fps: Fraction = DEFAULT_FPS
+    frame_count: int | None = None  # None where a video does not say
+
+    @property
+    def pair_count(self):
+        return None if self.frame_count is None else self.frame_count - 1
+
+    def pair_name(self, i):
+        if self.kind == "video":
+            return os.path.join(os.path.splitext(os.path.basename(self.path))[0], f"frame_{i + 1:04d}")
+        return os.path.splitext(os.path.basename(self.files[i]))[0]
+
+    def frames(self):
+        """Yield (height, width, 3) uint8 RGB frames, one at a time."""
+        if self.kind == "video":
+            yield from _video_frames(self.path, self.size)
+            return
+        for path in self.files:
+            yield sintel.read_rgb(path)
+
+
+def open_source(inputs):
+    """A FrameSource for [image, image], [folder] or [video]; checks what it can before any work."""
+    inputs = [os.fspath(p) for p in inputs]
+    for path in inputs:
+        if not os.path.exists(path):
+            raise Flownet2Error(f"{path}: not found")
+    if len(inputs) == 2:
+        for path in inputs:
+            if os.path.isdir(path) or _ext(path) not in IMAGE_EXTS:
+                raise Flownet2Error(f"{path}: two inputs must be image files ({' '.join(IMAGE_EXTS)})")
+        return _image_source(inputs[0], inputs, "images")
+    if len(inputs) != 1:
+        raise Flownet2Error(f"{inputs[2]}: give two images, one folder of frames or one video")
+    path = inputs[0]
+    if os.path.isdir(path):
+        return _folder_source(path)
+    if _ext(path) in VIDEO_EXTS:
+        return _video_source(path)
+    if _ext(path) in IMAGE_EXTS:
+        raise Flownet2Error(f"{path}: one image is not a pair; give two images, a folder or a video")
+    raise Flownet2Error(f"{path}: unknown extension {_ext(path) or '(none)'}; "
+                        f"images: {' '.join(IMAGE_EXTS)}; videos: {' '.join(VIDEO_EXTS)}")
+
+
+def _image_source(path, files, kind):
+    size = sintel.image_size(files[0])
+    for f in files[1:]:  # headers only: a mismatch is found before any pixel is decoded
+        other = sintel.image_size(f)
+        if other != size:
+            raise Flownet2Error(f"{f}: frame is {other[0]}x{other[1]}, {files[0]} is "
+                                f"{size[0]}x{size[1]}; all frames must have one size")
+    stems = {}
+    for f in files[:-1]:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        if stem in stems:  # frame_1.png and frame_1.jpg would write one frame_1.flo
+            raise Flownet2Error(f"{f}: same name as {stems[stem]}; flows are named after the first frame")
+        stems[stem] = f
+    return FrameSource(path, kind, size, files=list(files), frame_count=len(files))
+
+
+def _folder_source(folder):
+    files = natural_sorted([os.path.join(folder, f) for f in os.listdir(folder)
+                            if _ext(f) in IMAGE_EXTS and os.path.isfile(os.path.join(folder, f))])
+    if len(files) < 2:
+        raise Flownet2Error(f"{folder}: {len(files)} frame(s) found, need at least 2 "
+                            f"({' '.join(IMAGE_EXTS)})")
+    return _image_source(folder, files, "folder")
+
+
+def _video_source(path):
+    """Open the video, decode its first two frames (a file that cannot do that is refused now)."""
+    av = _av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise Flownet2Error(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            fps = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
+            count = stream.frames or None
+            first = []
+            for frame in container.decode(stream):
+                first.append(frame)
+                if len(first) == 2:
+                    break
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise Flownet2Error(f"{path}: cannot read video ({e})") from None
+    if len(first) < 2:
+        raise Flownet2Error(f"{path}: {len(first)} decodable frame(s), need at least 2")
+    return FrameSource(path, "video", (first[0].height, first[0].width), fps=Fraction(fps),
+                       frame_count=count)
+
+
+def _video_frames(path, size):
+    av = _av()
+    n = 0
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame-parallel decoding
+            for frame in container.decode(stream):
+                n += 1
+                if (frame.height, frame.width) != size:
+                    raise Flownet2Error(f"{path}: frame {n} is {frame.height}x{frame.width}, the first "
+                                        f"is {size[0]}x{size[1]}")
+                yield frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise Flownet2Error(f"{path}: cannot decode frame {n + 1} ({e})") from None
+
+
+def check_size(source, model_size, mode):
+    """A padder for the source's frames at `model_size`; pad mode cannot shrink a frame."""
+    (h, w), (mh, mw) = source.size, model_size
+    if mode == "pad" and (h > mh or w > mw):
+        raise Flownet2Error(f"{source.path}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
+                            f"resize them instead of padding, or use a model made for this size")
+    return sintel.InputPadder(source.size, model_size, mode)
+
+
+def check_video_out(path):
+    if _ext(path) not in VIDEO_OUT:
+        raise Flownet2Error(f"{path}: unknown video extension; choose from {' '.join(VIDEO_OUT)}")
+
+
+@contextlib.contextmanager
+def video_writer(path, fps):
+    """Yield write(rgb) for an output video; the file appears under its name only when complete."""
+    av = _av()
+    check_video_out(path)
+    fmt, codec = VIDEO_OUT[_ext(path)]
+    with atomic_write(path, "wb") as f:
+        container = av.open(f, "w", format=fmt)
+        state = {}
+
+        def write(rgb):
+            # yuv420p (what players expect) needs even sides: repeat the last row / column
+            rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
+            if "stream" not in state:
+                stream = container.add_stream(codec, rate=fps)
+                stream.height, stream.width = rgb.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                if codec == "libx264":
+                    stream.options = {"crf": "18", "preset": "veryfast"}
+                state["stream"], state["n"] = stream, 0
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = state["n"]
+            state["n"] += 1
+            for packet in state["stream"].encode(frame):
+                container.mux(packet)
+
+        try:
+            yield write
+            if "stream" in state:
+                for packet in state["stream"].encode():  # flush the encoder
+                    container.mux(packet)
+        finally:
+            container.close()
