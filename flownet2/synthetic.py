@@ -18,16 +18,19 @@ The final pass is the clean pass blurred, hazed and with seeded noise (same flow
 Deterministic for a given seed and size.
 """
 import argparse
+import functools
 import os
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from .cli import run_main
 from .errors import Flownet2Error
-from .fileio import atomic_write
 from .flo import write_flo
+from .visualize import save_png
+
+# A dataset is kept and re-read: PIL's default compression (6), not the one-off pictures' fast level.
+_save_png = functools.partial(save_png, compress_level=6)
 
 _WAVES = 24
 
@@ -141,11 +144,6 @@ def _final_pass(rng, frame):
         f = (np.roll(f, 1, axis) + 2 * f + np.roll(f, -1, axis)) / 4
     f = 0.85 * f + 0.15 * 200 + rng.normal(0, 2.0, f.shape)
     return np.clip(np.round(f), 0, 255).astype(np.uint8)
-
-
-def _save_png(path, array):
-    with atomic_write(path, "wb") as f:
-        Image.fromarray(array).save(f, format="PNG")
 
 
 def make_synthetic_sintel(root: str | os.PathLike, *, scenes: int = 2, pairs: int = 2, height: int = 436,

@@ -294,7 +294,9 @@ class TorchSession:
                 self.fn = CudaGraphRunner(module, x1, x2, warmup)
             else:
                 self.fn = compile_model(module, compile_mode, backend=compile_backend) if mode == "compile" else module
-        for _ in range(warmup if mode != "graphs" else 0):
+        # Graphs warmed up before capture; CPU eager has nothing to tune, so its warm-up would be wasted.
+        eager_cpu = mode == "eager" and self.device.type == "cpu"
+        for _ in range(0 if mode == "graphs" or eager_cpu else warmup):
             self.forward(x1, x2)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

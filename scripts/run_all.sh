@@ -15,8 +15,9 @@
 #   --backend B          auto (default: ascend when atc and ais_bench are installed) | ascend | onnxruntime
 #                        | torch (PyTorch straight from the checkpoint, on a CUDA GPU when present;
 #                          skips export/onnxsim/fix_onnx; see --precision, --torch-mode)
-#   --precision P        torch backend: fp16 (default) | bf16 | tf32 | fp32
-#   --torch-mode M       torch backend: graphs (default) | compile | eager
+#   --precision P        torch backend: fp16 | bf16 | tf32 | fp32 (default: fp16 on CUDA, fp32 on a CPU;
+#                        bf16 on a CPU needs AVX512_BF16 or AMX)
+#   --torch-mode M       torch backend: graphs | compile | eager (default: graphs on CUDA, eager on a CPU)
 #   --workdir DIR        default ./flownet2_work
 #   --height H --width W size of the synthetic frames (default 256x448; synthetic data only)
 #   --correlation C      matmul|slices, passed to the exporter (default: the exporter's)
@@ -36,7 +37,7 @@ die() { echo "run_all.sh: error: $*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 dataset="" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
-height="" width="" correlation="" loop=5 force=0 precision="fp16" torch_mode="graphs" emulate=""
+height="" width="" correlation="" loop=5 force=0 precision="" torch_mode="" emulate=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate)
@@ -157,7 +158,8 @@ read -r model_h model_w < <("$PYTHON" -m flownet2.stages model-size "$prep/manif
 if [ "$backend" = torch ]; then
   # PyTorch runs the checkpoint itself: no ONNX stages. The runner reads the model from --model.
   model="${checkpoint:-stand-in:0}"
-  backend_args=(--backend torch --model_size "$model_h,$model_w" --precision "$precision" --torch_mode "$torch_mode")
+  backend_args=(--backend torch --model_size "$model_h,$model_w" ${precision:+--precision "$precision"}
+                ${torch_mode:+--torch_mode "$torch_mode"})
   post_model=()  # the weights label travels in the runner's summary
 else
   onnx="$work/flownet2_bs$bs.onnx"
@@ -200,7 +202,7 @@ infer_and_score() {
     "$dataset" "$model" "$model.weights" \
     --out "$work/report/$run" -- \
     "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$run" \
-    --batch_size "$bs" --report "$work/report/$run" "${post_model[@]}"
+    --batch_size "$bs" --report "$work/report/$run" --vis "$work/report/$run/vis" --vis-count 3 "${post_model[@]}"
 }
 infer_and_score "$name"
 if [ -n "$emulate" ]; then  # the same ONNX model on ONNX Runtime, every tensor rounded to $emulate
@@ -217,6 +219,7 @@ echo
 echo "=== done in $(elapsed "$T_START") s ($backend backend, batch $bs, work folder $work)"
 [ -z "$STAND_IN" ] || echo "$STAND_IN"
 sed -n '/Average EPE/,$p' "$LOGS/postprocess.log"  # the EPE table (also when that stage was skipped)
+echo "pictures of the first 3 pairs (frame | predicted | ground truth | error): $work/report/$name/vis/"
 grep -h "throughput 1000\*batchsize" "$LOGS/performance.log" | tail -n 1 || true
 if [ -n "$emulate" ]; then
   printf '%-24s %s\n' "EPE fp32 ($backend):" "$(grep -h 'Average EPE' "$LOGS/postprocess.log")" \
