@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import Flownet2Error
-from .ops import channel_norm, correlation, warp
+from .ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
 
 DIV_FLOW = 20.0  # the network predicts flow / 20 (the Caffe training scale)
 SIZE_MULTIPLE = 64  # six stride-2 levels
@@ -166,7 +166,7 @@ class FlowNetFusion(nn.Module):
 def _up4(flow, mode):
     if mode == "bilinear":
         return F.interpolate(flow, scale_factor=4.0, mode="bilinear", align_corners=False)
-    return F.interpolate(flow, scale_factor=4.0, mode="nearest")
+    return upsample_nearest(flow, 4)
 
 
 def check_input_size(height, width):
@@ -222,5 +222,6 @@ class FlowNet2(nn.Module):
         fsd = _up4(self._subnet(self.flownets_d, x) / DIV_FLOW, "nearest")
         err_sd = channel_norm(img0 - warp(img1, fsd))
         err_s2 = channel_norm(img0 - warp(img1, fs2))
-        fused_in = torch.cat((img0, fsd, fs2, channel_norm(fsd), channel_norm(fs2), err_sd, err_s2), 1)
+        fused_in = torch.cat((img0, fsd, fs2, channel_norm(fsd, FLOW_NORM_SCALE),
+                              channel_norm(fs2, FLOW_NORM_SCALE), err_sd, err_s2), 1)
         return self._subnet(self.flownetfusion, fused_in)
