@@ -110,3 +110,47 @@ def emulate_onnx(model, kind):
 
 def _default_opset(model):
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def sensitive_nodes(model, feeds, kind="fp16", *, top=10, chunk=64):
+    """The nodes whose outputs suffer most from `kind`, worst first, for an ATC --keep_dtype list.
+
+    Runs `model` in fp32 and emulated side by side on `feeds` (ONNX Runtime, no graph optimisations),
+    comparing every float tensor a node writes. Returns up to `top` tuples (node name, op type,
+    creates non-finite values, share of values finite in fp32 but not emulated, max |difference| /
+    max |fp32 value|). First come the nodes that create non-finite values from finite inputs (where
+    an overflow starts, not the nodes it spreads to), then the rest by relative drift. Tensors are
+    fetched `chunk` at a time to bound memory.
+    """
+    import onnxruntime as ort
+
+    emulated = emulate_onnx(model, kind)
+    floats = _float_tensors(_without_weights(model)[0])
+    producers = [(n, o) for n in model.graph.node for o in n.output if o in floats]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    stats, broken = {}, set()  # output name -> (share broken, relative drift); names with non-finite values
+    for start in range(0, len(producers), chunk):
+        names = [o for _, o in producers[start:start + chunk]]
+        outs = []
+        for m in (model, emulated):
+            probe = onnx.ModelProto()
+            probe.CopyFrom(m)
+            probe.graph.output.extend(helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in names)
+            session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            outs.append(session.run(names, feeds))
+        for name, ref, low in zip(names, *outs):
+            finite, low_finite = np.isfinite(ref), np.isfinite(low)
+            if not low_finite.all():
+                broken.add(name)
+            both = finite & low_finite
+            scale = float(np.abs(ref[finite]).max()) if finite.any() else 0.0
+            diff = float(np.abs(low[both] - ref[both]).max()) if both.any() else 0.0
+            stats[name] = (float((finite & ~low_finite).mean()) if ref.size else 0.0, diff / scale if scale else 0.0)
+    rows = []
+    for node, out in producers:
+        share, drift = stats[out]
+        creates = out in broken and not any(i in broken for i in node.input)
+        rows.append((node.name, node.op_type, creates, share, drift))
+    rows.sort(key=lambda r: (not r[2], -r[4]))
+    return rows[:top]

@@ -155,3 +155,16 @@ def test_warp_from_an_fp16_absolute_coordinate_would_fail_that_bound():
     rows = img[0, 0].numpy().astype(np.float64)
     old = (1 - a) * np.take_along_axis(rows, left, 1) + a * np.take_along_axis(rows, right, 1)
     assert np.abs(old - ref).max() > 20 * WARP_FP16_BOUND
+
+
+def test_sensitive_nodes_names_the_square_that_overflows():
+    from flownet2.precision import sensitive_nodes
+
+    model = _graph([helper.make_node("Mul", ["x", "x"], ["sq"], name="square"),
+                    helper.make_node("ReduceSum", ["sq"], ["sum"], name="sum", axes=[1], keepdims=1),
+                    helper.make_node("Sqrt", ["sum"], ["out"], name="root")], ["x"])
+    flow = _flow_300px()
+    rows = sensitive_nodes(model, {"x": flow}, "fp16", top=3, chunk=2)
+    # u^2 = 90000 overflows, v^2 = 1600 does not: half the square's values; the inf then spreads to all.
+    assert rows[0] == ("square", "Mul", True, 0.5, 0.0)
+    assert [(r[0], r[2], r[3]) for r in rows[1:]] == [("sum", False, 1.0), ("root", False, 1.0)]
