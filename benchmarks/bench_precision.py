@@ -7,9 +7,11 @@ For the model at git revision --before and the model of this working tree, both 
 weights (seed 0), exported to ONNX at 448x1024 and run on one real Sintel pair (436x1024 padded):
 ONNX Runtime fp32, then the same graph with every weight and tensor rounded to fp16 / bf16
 (flownet2.precision.emulate_onnx). Drift = mean end-point distance to that model's own fp32 flow on
-the 436 real rows; "finite" = the share of flow values that are neither NaN nor inf. The second set of
+the 436 real rows; "finite" = the share of flow values that are neither NaN nor inf; "fails" = ONNX
+Runtime refused to run the emulated graph (a gather index pushed out of range by the rounding). The second set of
 rows scales the last FlowNetS's flow head so that its flow reaches --flow-px pixels, the case where
-squares of flows overflow fp16. Also printed: fp32 after vs before (PyTorch; same weights), and with
+squares of flows overflow fp16. Also printed: fp32 after vs before (PyTorch; same weights) and each against the same model in
+float64, and with
 --torch-bf16 the mixed-precision PyTorch model in bf16 on the CPU (drift, and pairs/s side by side
 with ONNX Runtime fp32 where the CPU has bf16 units).
 """
@@ -32,7 +34,7 @@ from revision import model_class  # noqa: E402
 from flownet2.checkpoint import stand_in_state_dict  # noqa: E402
 from flownet2.export import example_inputs, export_onnx  # noqa: E402
 from flownet2.model import DIV_FLOW, FlowNet2  # noqa: E402
-from flownet2.precision import emulate_onnx  # noqa: E402
+from flownet2.precision import emulate_onnx, sensitive_nodes  # noqa: E402
 from flownet2.provenance import stand_in_label  # noqa: E402
 from flownet2.sintel import InputPadder, normalise_pair, read_rgb  # noqa: E402
 
@@ -95,13 +97,15 @@ def drift(flow, ref, rows):
     return float(np.sqrt(((a - b) ** 2).sum(axis=1)).mean()), float(np.isfinite(a).mean())
 
 
-def measure(model, x1, x2, rows, folder):
+def measure(model, x1, x2, rows, folder, sensitive=False):
     path = os.path.join(folder, "model.onnx")
     proto = export_onnx(model, path, example_inputs(*x1.shape[:1], *x1.shape[2:]))
     os.remove(path)
     feeds = {"x1": x1, "x2": x2}
     ref = ort_run(proto, feeds)
     row = {"max_px": float(np.abs(ref[..., :rows, :]).max()), "nodes": len(proto.graph.node)}
+    if sensitive:
+        row["sensitive"] = sensitive_nodes(proto, feeds, "fp16", top=5, chunk=32)
     for kind in ("fp16", "bf16"):
         try:
             row[kind] = drift(ort_run(emulate_onnx(proto, kind), feeds, optimise=False), ref, rows)
@@ -112,7 +116,7 @@ def measure(model, x1, x2, rows, folder):
 
 def torch_flow(model, x1, x2):
     with torch.no_grad():
-        return model(torch.from_numpy(x1), torch.from_numpy(x2)).float().numpy()
+        return model(torch.from_numpy(x1), torch.from_numpy(x2)).numpy()
 
 
 def torch_bf16(x1, x2, rows, ref, runs):
@@ -123,7 +127,7 @@ def torch_bf16(x1, x2, rows, ref, runs):
         from flownet2.gpu import MixedFlowNet2
     model = MixedFlowNet2(build(FlowNet2, 1.0), torch.bfloat16).eval()
     start = time.perf_counter()
-    flow = torch_flow(model, x1, x2)
+    flow = torch_flow(model, x1, x2).astype(np.float32)
     seconds = time.perf_counter() - start
     for _ in range(runs - 1):
         start = time.perf_counter()
@@ -157,6 +161,8 @@ def main():
     p.add_argument("--flow-px", type=float, default=800.0, help="flow the scaled head should reach")
     p.add_argument("--torch-bf16", action="store_true",
                    help="also run the mixed-precision PyTorch model in bf16 (very slow without bf16 units)")
+    p.add_argument("--sensitive", action="store_true",
+                   help="also list the fp16-sensitive nodes of this tree's model with the scaled head (slow)")
     p.add_argument("--runs", type=int, default=2, help="timed runs for the bf16 speed comparison")
     args = p.parse_args()
     from tqdm import tqdm
@@ -171,13 +177,16 @@ def main():
             fp32 = {}
             for name, cls in configs:
                 model = build(cls, factor)
-                row, ref = measure(model, x1, x2, rows, folder)
+                row, ref = measure(model, x1, x2, rows, folder,
+                                   sensitive=args.sensitive and factor != 1.0 and cls is FlowNet2)
                 results.append((name, flows, row))
                 fp32[name] = torch_flow(model, x1, x2)
                 if name.startswith("after") and factor == 1.0:
                     ort_ref = ref
             a, b = (fp32[name] for name, _ in configs)
-            parity.append((flows, float(np.abs(a - b).max())))
+            truth = torch_flow(build(FlowNet2, factor).double(), x1.astype(np.float64), x2.astype(np.float64))
+            parity.append((flows, float(np.abs(a - b).max()), float(np.abs(a - truth).max()),
+                           float(np.abs(b - truth).max())))
 
     print(f"\nPair: {', '.join(f'{p} (sha256 {d}...)' for p, d in sources)}; padded to {args.height}x{args.width}; "
           f"weights {stand_in_label(SEED)}; '~{args.flow_px:.0f} px': {HEAD[0]}.{HEAD[1]} x {scale:.2f}")
@@ -187,8 +196,17 @@ def main():
         cells = [f"{r[k][0]:.4f} | {100 * r[k][1]:.1f}%" if isinstance(r[k], tuple) else f"{r[k]} | -"
                  for k in ("fp16", "bf16")]
         print(f"| {name} | {flows} | {r['nodes']} | {r['max_px']:.1f} | {cells[0]} | {cells[1]} |")
-    print("\nfp32, PyTorch, after vs before, same weights: "
-          + "; ".join(f"{flows} flows max |diff| {d:.2e} px" for flows, d in parity))
+    print("\nfp32, PyTorch, same weights, max |diff| px (float64 = this tree's model in float64):")
+    print("| flows | before vs after | before vs float64 | after vs float64 |\n|---|---|---|---|")
+    for flows, d, before64, after64 in parity:
+        print(f"| {flows} | {d:.2e} | {before64:.2e} | {after64:.2e} |")
+
+    for name, flows, r in results:
+        if "sensitive" in r:
+            print(f"\nfp16-sensitive nodes, {name}, {flows} flows (creates non-finite / share broken / "
+                  "max relative drift):")
+            for node, op, creates, share, rel in r["sensitive"]:
+                print(f"  {node} ({op}): {'yes' if creates else 'no'} / {100 * share:.1f}% / {rel:.2e}")
 
     bf16_units = cpu_has_bf16()
     print(f"\nCPU: {os.cpu_count()} cores, bf16 units (AVX512_BF16 / AMX): {'yes' if bf16_units else 'no'}")
