@@ -75,9 +75,9 @@ def _reach(size):
     return 1 << max(size - 1, 0).bit_length()
 
 
-def _clamped_positions(step, size, shape):
+def _clamped_positions(step, size, shape, stride=1):
     """Integer grid + step, clamped to [0, size-1], and the next positions (+1) clamped: two int32
-    tensors of B*H*W positions along one axis (`shape` puts the grid on that axis).
+    tensors of B*H*W positions along one axis (`shape` puts the grid on that axis), times `stride`.
 
     `step` is floor(flow) as a float; it is clipped to +-reach (a power of two >= size, exact in
     every float format; beyond it every neighbour clamps to the same edge anyway) and cast to int32.
@@ -89,8 +89,8 @@ def _clamped_positions(step, size, shape):
     reach = _reach(size)
     shift = torch.clamp(step, -reach, reach).to(torch.int32)  # a flow offset, |shift| <= reach
     grid = torch.arange(reach, size + reach, dtype=torch.int32, device=step.device).view(shape)
-    # table[k] = clamp(k - reach, 0, size - 1), for k in [0, size + 2 * reach]
-    table = torch.arange(-reach, size + reach + 1, dtype=torch.int32, device=step.device).clamp(0, size - 1)
+    # table[k] = clamp(k - reach, 0, size - 1) * stride, for k in [0, size + 2 * reach] (a constant)
+    table = torch.arange(-reach, size + reach + 1, dtype=torch.int32, device=step.device).clamp(0, size - 1) * stride
     pos = (grid + shift).reshape(-1)  # in [0, size - 1 + 2 * reach]
     return torch.index_select(table[:-1], 0, pos), torch.index_select(table[1:], 0, pos)
 
@@ -102,26 +102,28 @@ def warp(img, flow):
     are integer pixel grid + integer part of the flow (int32); the bilinear weights come from the
     fractional part of the flow alone (u - floor(u), exact in any float format). This is Resample2d's
     rule (weights from the unclamped point x + u, each neighbour clamped on its own) without the
-    rounding of x + u to a float. The four neighbours are rows of one (B*H*W, C) table, fetched with
-    one Gather.
+    rounding of x + u to a float. The four neighbours are columns of one (C, B*H*W) table (the
+    flattened frame), fetched with one Gather.
     """
     b, c, h, w = img.shape
     u, v = flow[:, 0], flow[:, 1]  # B,H,W
     fu, fv = torch.floor(u), torch.floor(v)
-    a, bw = (u - fu).unsqueeze(-1), (v - fv).unsqueeze(-1)  # B,H,W,1: fractional parts in [0, 1)
+    a, bw = u - fu, v - fv  # B,H,W: fractional parts in [0, 1)
     xl, xr = _clamped_positions(fu, w, (1, 1, w))  # B*H*W each
-    yt, yb = _clamped_positions(fv, h, (1, h, 1))
     hw = int(h) * int(w)
-    # Row of pixel (n, y, x) in the table: n*H*W + y*W + x; int32 constants, no Python scalars.
-    base = torch.arange(0, int(b) * hw, hw, dtype=torch.int32, device=img.device).view(b, 1)
-    width = torch.full((1,), int(w), dtype=torch.int32, device=img.device)
-    top, bottom = base + (yt * width).view(b, hw), base + (yb * width).view(b, hw)
+    yt, yb = _clamped_positions(fv, h, (1, h, 1), stride=int(w))  # row offsets y*W
+    # Column of pixel (n, y, x) in the table: n*H*W + y*W + x; int32 constants, no Python scalars.
+    top, bottom = yt.view(b, hw), yb.view(b, hw)
+    if b > 1:
+        base = torch.arange(0, int(b) * hw, hw, dtype=torch.int32, device=img.device).view(b, 1)
+        top, bottom = base + top, base + bottom
     left, right = xl.view(b, hw), xr.view(b, hw)
-    index = torch.cat((top + left, top + right, bottom + left, bottom + right), dim=1)  # B,4HW
-    table = img.permute(0, 2, 3, 1).reshape(b * hw, c)
-    vals = torch.index_select(table, 0, index.reshape(-1)).reshape(b, 4, h, w, c)
-    weights = torch.stack(((1 - a) * (1 - bw), a * (1 - bw), (1 - a) * bw, a * bw), dim=1)  # B,4,H,W,1
-    return (vals * weights).sum(dim=1).permute(0, 3, 1, 2)
+    index = torch.stack((top + left, top + right, bottom + left, bottom + right))  # 4,B,HW
+    # Channel-first table (C, B*H*W): one Gather along its columns; for B = 1 the transposes are free.
+    table = img.reshape(b, c, hw).transpose(0, 1).reshape(c, b * hw)
+    vals = torch.index_select(table, 1, index.reshape(-1)).reshape(c, 4, b, h, w)
+    weights = torch.stack(((1 - a) * (1 - bw), a * (1 - bw), (1 - a) * bw, a * bw))  # 4,B,H,W
+    return (vals * weights).sum(dim=1).transpose(0, 1)
 
 
 # Flows in px are divided by this before squaring: fp16 then holds norms up to ~2900 px instead of
