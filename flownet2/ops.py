@@ -120,10 +120,12 @@ def warp(img, flow):
     left, right = xl.view(b, hw), xr.view(b, hw)
     index = torch.stack((top + left, top + right, bottom + left, bottom + right))  # 4,B,HW
     # Channel-first table (C, B*H*W): one Gather along its columns; for B = 1 the transposes are free.
-    table = img.reshape(b, c, hw).transpose(0, 1).reshape(c, b * hw)
+    # Batch 1 needs no Transpose at all (an op the published 310P graph never showed).
+    table = img.reshape(c, hw) if b == 1 else img.reshape(b, c, hw).transpose(0, 1).reshape(c, b * hw)
     vals = torch.index_select(table, 1, index.reshape(-1)).reshape(c, 4, b, h, w)
     weights = torch.stack(((1 - a) * (1 - bw), a * (1 - bw), (1 - a) * bw, a * bw))  # 4,B,H,W
-    return (vals * weights).sum(dim=1).transpose(0, 1)
+    out = (vals * weights).sum(dim=1)  # C,B,H,W
+    return out.reshape(1, c, h, w) if b == 1 else out.transpose(0, 1)
 
 
 # Flows in px are divided by this before squaring: fp16 then holds norms up to ~2900 px instead of
