@@ -119,8 +119,8 @@ def warp(img, flow):
         top, bottom = base + top, base + bottom
     left, right = xl.view(b, hw), xr.view(b, hw)
     index = torch.stack((top + left, top + right, bottom + left, bottom + right))  # 4,B,HW
-    # Channel-first table (C, B*H*W): one Gather along its columns; for B = 1 the transposes are free.
-    # Batch 1 needs no Transpose at all (an op the published 310P graph never showed).
+    # Channel-first table (C, B*H*W): one Gather along its columns. At batch 1 it is a plain Reshape,
+    # so the export has no Transpose there (not among the ops flownet2/data lists as compiled for the 310P).
     table = img.reshape(c, hw) if b == 1 else img.reshape(b, c, hw).transpose(0, 1).reshape(c, b * hw)
     vals = torch.index_select(table, 1, index.reshape(-1)).reshape(c, 4, b, h, w)
     weights = torch.stack(((1 - a) * (1 - bw), a * (1 - bw), (1 - a) * bw, a * bw))  # 4,B,H,W
