@@ -2,15 +2,14 @@
 
   python Flownet2_pth2onnx.py --batch_size 1 --input_path FlowNet2_checkpoint.pth.tar --out_path flownet2_bs1.onnx
   python Flownet2_pth2onnx.py --init random --seed 0 --out_path standin.onnx   # stand-in weights
+  python Flownet2_pth2onnx.py --ascend-compat --input_path FlowNet2_checkpoint.pth.tar --out_path fn2_310p.onnx
 """
 import argparse
 import sys
 
-from flownet2.batches import check_batch_size
 from flownet2.checkpoint import load_model, save_checkpoint
 from flownet2.cli import run_main
-from flownet2.export import describe, export_onnx
-from flownet2.model import check_input_size
+from flownet2.export import describe, example_inputs, export_onnx
 from flownet2.ops import CORRELATION_MODES
 from flownet2.provenance import STAND_IN_BANNER, is_stand_in, stand_in_seed
 
@@ -23,8 +22,12 @@ def parse_args(argv):
     p.add_argument("--height", type=int, default=448)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--opset", type=int, default=11)
-    p.add_argument("--correlation", choices=CORRELATION_MODES, default="matmul",
-                   help="matmul: few nodes, fast (default); slices: 441 windows, the Ascend example's form")
+    p.add_argument("--correlation", choices=CORRELATION_MODES,
+                   help="matmul: few nodes, fast on ONNX Runtime (default); slices: 441 windows, the Ascend "
+                        "example's form")
+    p.add_argument("--ascend-compat", action="store_true",
+                   help="only ops the published Ascend 310P graph compiled (no MatMul): the slices correlation; "
+                        "try this first for ATC")
     p.add_argument("--init", choices=("checkpoint", "random"), default="checkpoint",
                    help="random: seeded stand-in weights instead of --input_path (tests, demos)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stand-in weights")
@@ -34,6 +37,9 @@ def parse_args(argv):
                    help="allow full unpickling of the checkpoint: DANGEROUS, a crafted file can run code; "
                         "only for trusted files that safe loading rejects")
     args = p.parse_args(argv)
+    if args.ascend_compat and args.correlation == "matmul":
+        p.error("--ascend-compat uses the slices correlation; drop --correlation matmul")
+    args.correlation = args.correlation or ("slices" if args.ascend_compat else "matmul")
     if args.init == "checkpoint" and not args.input_path:
         p.error("--input_path is required (or --init random for stand-in weights)")
     if args.init == "random" and args.input_path:
@@ -43,8 +49,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_input_size(args.height, args.width)  # before loading 620 MB of weights
-    check_batch_size(args.batch_size)
+    inputs = example_inputs(args.batch_size, args.height, args.width)  # checked before loading 620 MB of weights
     weights = args.seed if args.init == "random" else args.input_path
     model, label = load_model(weights, corr_mode=args.correlation, unsafe_pickle=args.unsafe_pickle)
     if is_stand_in(label):
@@ -53,7 +58,7 @@ def main(argv=None):
         # stand-in weights, from a seed or from a stand-in file, stay stand-in in the new file
         save_checkpoint(args.save_checkpoint, model.state_dict(), stand_in_seed=stand_in_seed(label))
         print(f"wrote checkpoint {args.save_checkpoint}")
-    proto = export_onnx(model, args.out_path, args.batch_size, args.height, args.width, args.opset, label)
+    proto = export_onnx(model, args.out_path, inputs, opset=args.opset, weights_label=label)
     print(describe(proto, args.out_path))
     print(f"weights: {label}")
     return 0

@@ -2,6 +2,7 @@
 
   python benchmarks/profile_ort.py                       # 448x1024, batch 1, default (matmul) export
   python benchmarks/profile_ort.py --correlation slices --height 128 --width 192
+  python benchmarks/profile_ort.py --warp-before main     # the warp alone, this tree vs main, on ORT
 
 Prints ORT's per-op-type kernel time (second of two profiled runs), the convolution FLOPs counted from
 the graph's shapes and the GFLOP/s they ran at, then the correlation alone in both forms, on ORT and in
@@ -11,8 +12,10 @@ import argparse
 import collections
 import json
 import os
+import statistics
 import sys
 import tempfile
+import time
 import warnings
 
 import numpy as np
@@ -24,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench_cpu import _inputs, _time, export  # noqa: E402  (this folder is on sys.path when run)
-from flownet2.ops import CORRELATION_MODES, correlation  # noqa: E402
+from flownet2.ops import CORRELATION_MODES, correlation, warp  # noqa: E402
 
 
 def conv_flops(model):
@@ -78,6 +81,44 @@ def correlation_alone(h, w, runs=3):
     return rows
 
 
+def warp_alone(h, w, before, runs=15):
+    """Seconds per call of one warp of a 3-channel frame (flows of tens of px) on ORT, this tree's
+    warp and the one at git revision `before`, timed alternately so both see the same machine load."""
+    import importlib
+
+    from revision import model_class
+
+    old_warp = importlib.import_module(model_class(before).__module__.rsplit(".", 1)[0] + ".ops").warp
+    img, flow = torch.randn(1, 3, h, w), torch.randn(1, 2, h, w) * 20
+    feeds = {"a": img.numpy(), "b": flow.numpy()}
+    sessions = []
+    with tempfile.TemporaryDirectory() as folder:
+        for k, fn in enumerate((warp, old_warp)):
+            path = os.path.join(folder, f"warp{k}.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(_Fn(fn), (img, flow), path, dynamo=False, opset_version=11, input_names=["a", "b"])
+            sessions.append(ort.InferenceSession(path, providers=["CPUExecutionProvider"]))
+    times = [[], []]
+    for s in sessions:
+        s.run(None, feeds)
+    for _ in range(runs):
+        for k, s in enumerate(sessions):
+            t = time.perf_counter()
+            s.run(None, feeds)
+            times[k].append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
+
+
+class _Fn(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, a, b):
+        return self.fn(a, b)
+
+
 class _Corr(torch.nn.Module):
     def __init__(self, mode):
         super().__init__()
@@ -92,7 +133,14 @@ def main():
     p.add_argument("--height", type=int, default=448)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--correlation", choices=CORRELATION_MODES, default="matmul")
+    p.add_argument("--warp-before", metavar="REV",
+                   help="only time the warp alone: this tree's against git revision REV's (e.g. main)")
     args = p.parse_args()
+    if args.warp_before:
+        new, old = warp_alone(args.height, args.width, args.warp_before)
+        print(f"warp alone, ONNX Runtime, 1x3x{args.height}x{args.width}, median of 15 alternating runs: "
+              f"this tree {1000 * new:.1f} ms, {args.warp_before} {1000 * old:.1f} ms, ratio {new / old:.2f}")
+        return
     args.batch = 1
     x1, x2 = _inputs(args)
     feeds = {"x1": x1, "x2": x2}

@@ -1,12 +1,13 @@
 """FlowNet2 -> ONNX with the Ascend guide's contract: inputs x1, x2, output flow, static shapes."""
 import collections
+import io
 import os
 import warnings
 
 import onnx
 import torch
 
-from .errors import Flownet2Error
+from .batches import check_batch_size
 from .fileio import atomic_write
 from .model import check_input_size
 from .provenance import KEY as WEIGHTS_KEY
@@ -15,19 +16,30 @@ INPUT_NAMES = ("x1", "x2")
 OUTPUT_NAME = "flow"
 
 
-def export_onnx(model, path, batch_size=1, height=448, width=1024, opset=11, weights_label=None):
-    """Trace `model` at a fixed (batch, 3, height, width) and write a checked ONNX file atomically."""
+def example_inputs(batch_size, height, width):
+    """The (x1, x2) the export traces with: zeros of (batch_size, 3, height, width).
+
+    The one place the exporter checks its size and batch, so a caller can refuse bad ones before
+    loading 620 MB of weights.
+    """
     check_input_size(height, width)
-    if batch_size < 1:
-        raise Flownet2Error(f"batch size must be at least 1, got {batch_size}")
-    model = model.eval()
+    check_batch_size(batch_size)
     x1 = torch.zeros(batch_size, 3, height, width)
-    with atomic_write(path, "wb") as f, torch.no_grad(), warnings.catch_warnings():
+    return x1, x1.clone()
+
+
+def export_onnx(model, path, inputs, *, opset=11, weights_label=None):
+    """Trace `model` at the static shape of `inputs` (from example_inputs) and write a checked ONNX
+    file atomically. The graph is built in memory and written once."""
+    model = model.eval()
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about python ints in shapes: shapes are static here
-        torch.onnx.export(model, (x1, x1.clone()), f, dynamo=False, opset_version=opset,
+        torch.onnx.export(model, tuple(inputs), buffer, dynamo=False, opset_version=opset,
                           input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                           do_constant_folding=True)
-    proto = onnx.load(path)
+    proto = onnx.load_from_string(buffer.getvalue())
+    del buffer
     constants_to_initializers(proto.graph)
     if weights_label:
         proto.metadata_props.add(key=WEIGHTS_KEY, value=weights_label)

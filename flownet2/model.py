@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import Flownet2Error
-from .ops import channel_norm, correlation, warp
+from .ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
 
 DIV_FLOW = 20.0  # the network predicts flow / 20 (the Caffe training scale)
 SIZE_MULTIPLE = 64  # six stride-2 levels
@@ -115,33 +115,42 @@ class FlowNetS(_FlowNetTail):
         return self._tail(c2, c3)
 
 
-class FlowNetSD(_FlowNetTail):
-    def __init__(self):
-        super().__init__()
-        self.conv0 = conv(6, 64)
+class _Encoder:
+    """What FlowNetSD and FlowNetFusion share: conv0 at full resolution, then two stride-2 levels
+    (conv1, conv1_1, conv2, conv2_1). Built first, so parameter names and order stay the checkpoint's."""
+
+    def _build_encoder(self, input_channels):
+        self.conv0 = conv(input_channels, 64)
         self.conv1 = conv(64, 64, 3, 2)
         self.conv1_1 = conv(64, 128)
         self.conv2 = conv(128, 128, 3, 2)
         self.conv2_1 = conv(128, 128)
+
+    def _encode(self, x):
+        """Features at full, 1/2 and 1/4 resolution."""
+        c0 = self.conv0(x)
+        c1 = self.conv1_1(self.conv1(c0))
+        return c0, c1, self.conv2_1(self.conv2(c1))
+
+
+class FlowNetSD(_Encoder, _FlowNetTail):
+    def __init__(self):
+        super().__init__()
+        self._build_encoder(6)
         self.conv3 = conv(128, 256, 3, 2)
         self.conv3_1 = conv(256, 256)
         self._build_tail(skip2=128, inter=True, flow_bias=True)
 
     def forward(self, x):
-        c1 = self.conv1_1(self.conv1(self.conv0(x)))
-        c2 = self.conv2_1(self.conv2(c1))
+        _, _, c2 = self._encode(x)
         c3 = self.conv3_1(self.conv3(c2))
         return self._tail(c2, c3)
 
 
-class FlowNetFusion(nn.Module):
+class FlowNetFusion(_Encoder, nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv0 = conv(11, 64)
-        self.conv1 = conv(64, 64, 3, 2)
-        self.conv1_1 = conv(64, 128)
-        self.conv2 = conv(128, 128, 3, 2)
-        self.conv2_1 = conv(128, 128)
+        self._build_encoder(11)
         self.deconv1 = deconv(128, 32)
         self.deconv0 = deconv(162, 16)
         self.inter_conv1 = i_conv(162, 32)
@@ -153,9 +162,7 @@ class FlowNetFusion(nn.Module):
         self.upsampled_flow1_to_0 = upsample_flow()
 
     def forward(self, x):
-        c0 = self.conv0(x)
-        c1 = self.conv1_1(self.conv1(c0))
-        c2 = self.conv2_1(self.conv2(c1))
+        c0, c1, c2 = self._encode(x)
         flow2 = self.predict_flow2(c2)
         concat1 = torch.cat((c1, self.deconv1(c2), self.upsampled_flow2_to_1(flow2)), 1)
         flow1 = self.predict_flow1(self.inter_conv1(concat1))
@@ -166,7 +173,7 @@ class FlowNetFusion(nn.Module):
 def _up4(flow, mode):
     if mode == "bilinear":
         return F.interpolate(flow, scale_factor=4.0, mode="bilinear", align_corners=False)
-    return F.interpolate(flow, scale_factor=4.0, mode="nearest")
+    return upsample_nearest(flow, 4)
 
 
 def check_input_size(height, width):
@@ -222,5 +229,6 @@ class FlowNet2(nn.Module):
         fsd = _up4(self._subnet(self.flownets_d, x) / DIV_FLOW, "nearest")
         err_sd = channel_norm(img0 - warp(img1, fsd))
         err_s2 = channel_norm(img0 - warp(img1, fs2))
-        fused_in = torch.cat((img0, fsd, fs2, channel_norm(fsd), channel_norm(fs2), err_sd, err_s2), 1)
+        fused_in = torch.cat((img0, fsd, fs2, channel_norm(fsd, FLOW_NORM_SCALE),
+                              channel_norm(fs2, FLOW_NORM_SCALE), err_sd, err_s2), 1)
         return self._subnet(self.flownetfusion, fused_in)

@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from . import checkpoint
+from .batches import check_batch_size
 from .errors import Flownet2Error
 from .model import check_input_size
 
@@ -363,8 +364,7 @@ class TorchSession:
 
 def _check_options(batch, height, width, mode):
     check_input_size(height, width)
-    if batch < 1:
-        raise Flownet2Error(f"batch must be at least 1, got {batch}")
+    check_batch_size(batch)
     if mode not in MODES:
         raise Flownet2Error(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 

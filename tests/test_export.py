@@ -33,7 +33,7 @@ def exported(tmp_path_factory):
                "--width", str(W), "--out_path", "flownet2_bs2.onnx", "--save-checkpoint", "ckpt/fn2.pth.tar",
                cwd=work)
     _cli("--input_path", "ckpt/fn2.pth.tar", "--batch_size", str(B), "--height", str(H), "--width", str(W),
-         "--correlation", "slices", "--out_path", "sub/dir/slices.onnx", cwd=work)
+         "--ascend-compat", "--out_path", "sub/dir/slices.onnx", cwd=work)
     return work, log
 
 
@@ -64,7 +64,12 @@ def test_default_export_contract(exported):
           list(proto.graph.input) + list(proto.graph.output)}
     assert io == {"x1": [B, 3, H, W], "x2": [B, 3, H, W], "flow": [B, 2, H, W]}
     assert proto.opset_import[0].version == 11
-    assert not any(n.op_type == "GridSample" for n in proto.graph.node)
+    ops = {n.op_type for n in proto.graph.node}
+    # No GridSample (opset 16); no GatherElements or Tile (not in the graph ATC compiled for the 310P);
+    # no nearest Resize (runtimes read its rounding differently): only the two bilinear x4 upsamplings.
+    assert not ops & {"GridSample", "GatherElements", "Tile"}
+    resizes = [n for n in proto.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 2 and all(a.s == b"linear" for n in resizes for a in n.attribute if a.name == "mode")
     assert len(proto.graph.node) <= 800
     assert weights_label(path).startswith("stand-in:seed=3 tensors:")
     assert "nodes" in log and "MatMul" in log and "MiB" in log and "STAND-IN" in log
@@ -81,3 +86,18 @@ def test_onnxruntime_matches_pytorch(exported, reference, name):
 def test_export_from_a_saved_stand_in_checkpoint_stays_stand_in(exported):
     work, _ = exported  # same tensors, same label: the file name makes nothing official
     assert weights_label(work / "sub/dir/slices.onnx") == weights_label(work / "flownet2_bs2.onnx")
+
+
+def test_ascend_compat_export_has_no_matmul(exported):
+    work, _ = exported
+    proto = onnx.load(work / "sub/dir/slices.onnx", load_external_data=False)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "MatMul" not in ops and not ops & {"GatherElements", "Tile"}
+    assert sum(n.op_type == "ReduceSum" for n in proto.graph.node) >= 441  # the 441 correlation windows
+
+
+def test_ascend_compat_refuses_matmul(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO / "Flownet2_pth2onnx.py"), "--init", "random", "--ascend-compat",
+                          "--correlation", "matmul", "--out_path", "x.onnx"], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 2 and "--ascend-compat uses the slices correlation" in run.stderr
+    assert not (tmp_path / "x.onnx").exists()

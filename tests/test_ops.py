@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flownet2.ops import channel_norm, correlation, warp
+from flownet2.ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
 
 
 def slow_correlation(f1, f2, max_disp, stride2):
@@ -152,3 +152,32 @@ def test_channel_norm():
     ref = np.linalg.norm(x.numpy(), axis=1, keepdims=True)
     np.testing.assert_allclose(channel_norm(x).numpy(), ref, rtol=1e-6)
     assert channel_norm(torch.tensor([[[[3.0]], [[4.0]]]])).item() == 5.0
+
+
+def test_channel_norm_scaled_is_bit_identical_in_fp32():
+    # Scaling by a power of two commutes with every rounding (no overflow or underflow here).
+    g = torch.Generator().manual_seed(8)
+    flow = torch.randn(2, 2, 16, 24, generator=g) * 300
+    assert torch.equal(channel_norm(flow, FLOW_NORM_SCALE), channel_norm(flow))
+
+
+def test_upsample_nearest_equals_floor_resize():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 2, 5, 7, generator=g)
+    ref = torch.empty(2, 2, 20, 28)
+    for i in range(20):
+        for j in range(28):
+            ref[:, :, i, j] = x[:, :, i // 4, j // 4]  # out[i] = in[floor(i / 4)]
+    assert torch.equal(upsample_nearest(x, 4), ref)
+    assert torch.equal(upsample_nearest(x, 4), F.interpolate(x, scale_factor=4.0, mode="nearest"))
+
+
+def test_warp_with_flows_of_hundreds_of_px_matches_slow_loop():
+    # Wider than 512 px and flows past the border on both sides: the integer index path and the
+    # clip of the flow offset to +-1024 (a power of two >= W) change nothing.
+    h, w = 3, 600
+    g = torch.Generator().manual_seed(10)
+    img = torch.randn(1, 2, h, w, generator=g)
+    flow = (torch.rand(1, 2, h, w, generator=g) - 0.5) * 3000
+    flow[0, 1] /= 300
+    np.testing.assert_allclose(warp(img, flow).numpy(), slow_warp(img, flow), atol=1e-5)
