@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from .errors import Flownet2Error
+from .model import SIZE_MULTIPLE
 
 PASSES = ("clean", "final")
-MULTIPLE = 64  # six stride-2 levels in the network
 _FLOW_NAME = re.compile(r"^frame_(\d+)\.flo$")
 
 
@@ -143,7 +143,7 @@ def read_mask(path):
             raise Flownet2Error(f"{path}: cannot decode mask ({e})") from None
 
 
-def model_size(height, width, multiple=MULTIPLE):
+def model_size(height, width, multiple=SIZE_MULTIPLE):
     """The next multiples of 64 at or above (height, width)."""
     return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 

@@ -60,10 +60,11 @@ class Float32Conv2d(nn.Conv2d):
 class MixedFlowNet2(nn.Module):
     """FlowNet2 with its five sub-networks in `dtype` and everything between them in float32.
 
-    Why float32 between them: the warp samples at absolute pixel coordinates (up to ~1024, where fp16
-    steps by 0.5 px), and channel_norm squares flows of hundreds of px (fp16 overflows at 65504). So
-    each sub-network gets its input cast down and hands back a float32 flow (its flow head is a
-    Float32Conv2d), and FlowNet2.forward's glue (upsampling, warps, channel norms, concats) runs in
+    Why float32 between them: the glue is safe in fp16/bf16 (the warp never holds an absolute pixel
+    coordinate in a float, flow norms are scaled), but a flow of hundreds of px stored in fp16 is still
+    rounded to 0.25-0.5 px, and the glue is a small share of the time. So each sub-network gets its
+    input cast down and hands back a float32 flow (its flow head is a Float32Conv2d), and
+    FlowNet2.forward's glue (upsampling, warps, channel norms, concats) runs in
     float32 (FlowNet2.subnet_dtype). Takes ownership of `model`: its sub-networks are converted in place.
     """
 

@@ -257,7 +257,7 @@ def stand_in_ais_bench(monkeypatch):
 
 def test_an_ascend_om_runs_through_ais_bench_python_api(tmp_path, capsys, stand_in_ais_bench):
     onnx_path = tiny_model(tmp_path / "m.onnx", batch=2, size=(64, 64))
-    subprocess.run([sys.executable, str(STANDINS / "atc"), "--framework=5", f"--model={onnx_path}",
+    subprocess.run([sys.executable, str(STANDINS / "standin_atc.py"), "--framework=5", f"--model={onnx_path}",
                     f"--output={tmp_path / 'm'}", "--input_format=NCHW", "--soc_version=Ascend310P3",
                     "--input_shape=x1:2,3,64,64;x2:2,3,64,64", "--log=debug"], check=True, capture_output=True)
     (tmp_path / "m.om.weights").write_text("stand-in:seed=0\n")

@@ -33,7 +33,7 @@ def stand_in_ais_bench(monkeypatch):
 
 
 def compile_om(tmp_path, onnx_path, batch):
-    subprocess.run([str(STANDINS / "atc"), "--framework=5", f"--model={onnx_path}",
+    subprocess.run([sys.executable, str(STANDINS / "standin_atc.py"), "--framework=5", f"--model={onnx_path}",
                     f"--output={tmp_path / 'tiny'}", "--input_format=NCHW",
                     f"--input_shape=x1:{batch},3,{H},{W};x2:{batch},3,{H},{W}", "--log=debug",
                     "--soc_version=Ascend310P3"], check=True, capture_output=True,
