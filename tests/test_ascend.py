@@ -2,7 +2,6 @@
 scripts/atc.sh passes ATC flags through untouched and finds CANN, and the two-tier ATC op check."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,12 +65,17 @@ def test_standin_atc_refuses_what_is_not_a_chip(tmp_path, soc):
     assert run.returncode == 1 and "is not an Ascend chip name" in run.stderr
 
 
+def precision_files(folder, keep_lines):
+    """A --keep_dtype file with `keep_lines` and a --modify_mixlist file, as ATC reads them."""
+    keep, mix = folder / "keep.cfg", folder / "mix.json"
+    keep.write_text(keep_lines)
+    mix.write_text('{"black-list": {"to-add": ["Sqrt"]}}')
+    return keep, mix
+
+
 def test_standin_atc_takes_gflags_spellings_and_real_flags(tmp_path):
     model = add_model(tmp_path / "m.onnx")
-    keep = tmp_path / "keep.cfg"
-    keep.write_text("OpType::Conv2D\n")
-    mix = tmp_path / "mix.json"
-    mix.write_text('{"black-list": {"to-add": ["Sqrt"]}}')
+    keep, mix = precision_files(tmp_path, "OpType::Conv2D\n")
     run = standin_atc("--framework", "5", "-model", model, f"-output={tmp_path / 'm'}", "--soc_version",
                       "Ascend310P3", "--precision_mode=allow_mix_precision", "--keep_dtype", keep,
                       "--modify_mixlist", mix, "--op_select_implmode=high_precision", "--precision_mode_v2",
@@ -215,10 +219,7 @@ def atc_sh(*args, path=None, **env):
 
 def test_atc_sh_passes_atc_flags_through_unchanged(tmp_path):
     model = add_model(tmp_path / "m.onnx")
-    keep = tmp_path / "keep.cfg"
-    keep.write_text("conv1\nOpType::ReduceSumD\n")
-    mix = tmp_path / "mix.json"
-    mix.write_text('{"black-list": {"to-add": ["Sqrt"]}}')
+    keep, mix = precision_files(tmp_path, "conv1\nOpType::ReduceSumD\n")
     typed = ["--keep_dtype", str(keep), f"--modify_mixlist={mix}", "--precision_mode", "allow_mix_precision",
              "--op_select_implmode=high_precision", "--oo_level", "O3", "--log=info"]
     run = atc_sh("--model", model, "--soc", "310P3", *typed)

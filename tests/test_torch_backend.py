@@ -87,8 +87,11 @@ def test_fp16_path_keeps_warp_norms_and_flow_heads_in_float32(base):
     fp32_convs = [c for c in convs if c[0] == torch.float32]
     assert len(convs) > 100 and {c[0] for c in convs} == {torch.float16, torch.float32}
     assert fp32_convs == [(torch.float32, 2)] * 5  # exactly the five flow heads, 2 output channels each
-    warp_ops = [args[0].dtype for name, args in rec.calls if name in ("floor", "gather")]
-    assert len(warp_ops) == 4 * 3 and set(warp_ops) == {torch.float32}  # 4 warps: 2 floors + 1 gather
+    floors = [args[0].dtype for name, args in rec.calls if name == "floor"]
+    assert floors == [torch.float32] * 4 * 2  # 4 warps, each the floor of u and of v
+    # index_select also reads the small int32 clamp tables; the image gathers are the floating ones
+    gathers = [args[0].dtype for name, args in rec.calls if name == "index_select" and args[0].is_floating_point()]
+    assert gathers == [torch.float32] * 4
     norms = [args[0].dtype for name, args in rec.calls if name == "sqrt"]
     assert len(norms) == 6 and set(norms) == {torch.float32}
     corr = [args[0].dtype for name, args in rec.calls if name in ("bmm", "mm", "matmul")]
@@ -112,7 +115,9 @@ def test_half_path_is_close_to_fp32_and_better_than_a_plain_cast(base, precision
     assert mixed.dtype == torch.float32
     assert ref.abs().max() > 5  # flows of pixels, so the comparison is not trivially small
     assert _epe(mixed, ref) < limit
-    assert _epe(plain, ref) > 2 * _epe(mixed, ref)  # float32 glue and flow heads are what buy this
+    # The glue itself is safe in half precision now (integer warp indices, scaled norms), so a plain cast
+    # runs; float32 glue and flow heads still buy a clear margin over it.
+    assert _epe(plain, ref) > 1.3 * _epe(mixed, ref)
 
 
 def test_float32_conv_head_against_float64():
@@ -170,7 +175,6 @@ def test_graphs_forward_copies_nothing_from_the_host(base):
 
 
 def test_graphs_mode_needs_cuda(base):
-    x = torch.zeros(1, 3, 64, 64)
     with pytest.raises(Flownet2Error, match="graphs needs a CUDA device"):
         tb.TorchSession(base, batch=1, height=64, width=64, device="cpu", precision="fp32", mode="graphs")
     with pytest.raises(Flownet2Error, match="mode must be one of"):
