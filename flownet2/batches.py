@@ -11,7 +11,6 @@ Pair i sits in batch i // bs, slot i % bs; a short last batch is filled by repea
 sample, and the manifest marks those slots as filler. Later stages read the manifest, never the
 file names or their sort order.
 """
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from . import sintel
 from .errors import Flownet2Error
-from .fileio import atomic_write, folder_lock, remove_temporaries
+from .fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
 from .flo import read_flo, read_flo_size
 
 FORMAT = "flownet2-batches"
@@ -54,19 +53,6 @@ def check_batch_size(batch_size, num_pairs=None):
         # a batch of mostly filler would be written and inferred for nothing (5 pairs at 1000: 11 GB)
         raise Flownet2Error(f"batch size {batch_size} is larger than the {num_pairs} pair(s) found; "
                             f"use at most {num_pairs}")
-
-
-def digest(data):
-    """"sha256:<hex>" of bytes (or anything with the buffer protocol): how files are identified."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def file_digest(path, chunk=1 << 24):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def plan(pairs, batch_size, resize_mode, dataset, pass_name):

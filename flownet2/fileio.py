@@ -7,6 +7,7 @@ loss) cannot remove its temporary; the next run into the folder does (`remove_te
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import tempfile
@@ -114,3 +115,24 @@ def _lock_file(path, folder, what):
         except FileNotFoundError:
             pass
         os.close(fd)  # the holder removed it between our open and our lock: try again
+
+
+def digest(data):
+    """"sha256:<hex>" of bytes (or anything with the buffer protocol): how files are identified."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path, chunk=1 << 24):
+    """digest() of a file's content, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def natural_sorted(paths):
+    """ais_bench's order: digits compare as numbers, the rest case-insensitively (10.bin after 9.bin)."""
+    def key(path):
+        return [int(part) if part.isdigit() else part.lower() for part in re.split(r"([0-9]+)", path)]
+    return sorted(sorted(paths), key=key)

@@ -14,8 +14,7 @@ import numpy as np
 
 from . import sintel
 from .errors import Flownet2Error
-from .fileio import atomic_write
-from .infer import natural_sorted
+from .fileio import atomic_write, natural_sorted
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")

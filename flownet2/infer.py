@@ -16,11 +16,9 @@ the arguments given here.
 """
 import argparse
 import glob
-import hashlib
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,7 +29,7 @@ from tqdm import tqdm
 
 from .cli import run_main
 from .errors import Flownet2Error
-from .fileio import atomic_save, atomic_write
+from .fileio import atomic_save, atomic_write, digest, file_digest, natural_sorted
 from .provenance import KEY as WEIGHTS_KEY
 from .provenance import weights_label
 from .sessions import AIS_BENCH_HINT, DEFAULT_SIZE, open_model
@@ -195,13 +193,6 @@ def _typed_value(argv, flag, short=None):
 
 # --------------------------------------------------------------------------- input files
 
-def natural_sorted(paths):
-    """ais_bench's order: digits compare as numbers, the rest case-insensitively (10.bin after 9.bin)."""
-    def key(path):
-        return [int(part) if part.isdigit() else part.lower() for part in re.split(r"([0-9]+)", path)]
-    return sorted(sorted(paths), key=key)
-
-
 def list_input_files(folder):
     if not os.path.isdir(folder):
         raise Flownet2Error(f"{folder}: input folder does not exist")
@@ -270,11 +261,6 @@ def plan_batches(per_input, inputs):
     return runs, k
 
 
-def sha256_of(data):
-    """The digest format of the summary and the manifest: "sha256:<hex>"."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def read_batch(files, shape, dtype, digests):
     """Concatenate the files' bytes into one input array; a filler slot repeats the first file.
     Records "sha256:<hex>" of the bytes read from each file in `digests` (keyed by the path as given)."""
@@ -283,7 +269,7 @@ def read_batch(files, shape, dtype, digests):
         path = path if path is not None else files[0]
         with open(path, "rb") as f:
             data = f.read()
-        digests[path] = sha256_of(data)
+        digests[path] = digest(data)
         if path.lower().endswith(".npy"):
             chunks.append(np.ascontiguousarray(np.load(io.BytesIO(data))).view(np.uint8).reshape(-1))
         else:
@@ -499,8 +485,7 @@ def _digests_of_inputs(input_arg):
 def hash_files(paths, *, key=str, desc="digests"):
     """{key(path): "sha256:<hex>"}; hashed on several threads (hashlib releases the GIL), with a bar."""
     def one(path):
-        with open(path, "rb") as f:  # batch files are tens of MB at most
-            return key(path), sha256_of(f.read())
+        return key(path), file_digest(path)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         return dict(tqdm(pool.map(one, paths), total=len(paths), desc=desc, unit="file", file=sys.stderr,
