@@ -15,7 +15,7 @@ sha256 of every batch file in the manifest. Two levels of proof:
 import json
 import os
 
-from .batches import file_digest
+from .fileio import file_digest
 from .errors import Flownet2Error
 
 DIGESTS_KEY = "flownet2.input_digests"

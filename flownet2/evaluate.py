@@ -13,9 +13,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import custody, metrics, provenance, sintel, visualize
-from .batches import file_digest, gt_bytes, load_manifest
+from .batches import gt_bytes, load_manifest
 from .errors import Flownet2Error
-from .fileio import atomic_write, remove_temporaries
+from .fileio import atomic_write, file_digest, remove_temporaries
 from .flo import write_flo
 
 REPORT_FORMAT = "flownet2-metrics"

@@ -19,10 +19,10 @@ import os
 import shutil
 import sys
 
-from .batches import file_digest, load_manifest
+from .batches import load_manifest
 from .cli import run_main
 from .errors import Flownet2Error
-from .fileio import atomic_write
+from .fileio import atomic_write, file_digest
 from .provenance import STAND_IN_BANNER
 
 STAMP_VERSION = 1
