@@ -15,6 +15,7 @@ from flownet2 import frames, predict, provenance, sintel
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
 from flownet2.sessions import open_model
+from flownet2.sizes import model_size
 
 
 def parse_args(argv):
@@ -52,7 +53,7 @@ def main(argv=None):
     source = frames.open_source(args.input)
     predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
                             force=args.force)
-    session = open_model(args.model, batch_size=args.batch_size, size=sintel.model_size(*source.size),
+    session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=args.precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
         raise Flownet2Error(f"{args.model}: the model runs batches of {session.batch_size}, "

@@ -42,6 +42,7 @@ from flownet2 import checkpoint, metrics, sintel, torch_backend  # noqa: E402
 from flownet2.cli import run_main  # noqa: E402
 from flownet2.errors import Flownet2Error  # noqa: E402
 from flownet2.fileio import atomic_write  # noqa: E402
+from flownet2.sizes import model_size  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Looked for in this order; work/ is git-ignored, so a copy of sintel-mini can live there
@@ -139,7 +140,7 @@ def load_frames(dataset, count, height, width):
     for i, pair in enumerate(pairs):
         img1, img2 = sintel.read_rgb(pair.image1), sintel.read_rgb(pair.image2)
         size = img1.shape[:2]
-        mode = "pad" if sintel.model_size(*size) == (height, width) else "resize"
+        mode = "pad" if model_size(*size) == (height, width) else "resize"
         padder = sintel.InputPadder(size, (height, width), mode)
         a, b = sintel.normalise_pair(img1, img2)
         padder.pad(a, out=x1[i])

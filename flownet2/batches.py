@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import sintel
+from .sizes import check_batch_size, model_size
 from .errors import Flownet2Error
 from .fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
 from .flo import read_flo, read_flo_size
@@ -45,16 +46,6 @@ def _pair_size(pair):
     return size
 
 
-def check_batch_size(batch_size, num_pairs=None):
-    """The one batch-size rule: at least 1, and (when known) no more than the pairs to fill it."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise Flownet2Error(f"batch size must be at least 1, got {batch_size}")
-    if num_pairs is not None and batch_size > num_pairs:
-        # a batch of mostly filler would be written and inferred for nothing (5 pairs at 1000: 11 GB)
-        raise Flownet2Error(f"batch size {batch_size} is larger than the {num_pairs} pair(s) found; "
-                            f"use at most {num_pairs}")
-
-
 def plan(pairs, batch_size, resize_mode, dataset, pass_name):
     """The manifest for `pairs` (a list of sintel.Pair): batch and slot of each, sizes, protocol."""
     check_batch_size(batch_size, len(pairs) or None)
@@ -62,7 +53,7 @@ def plan(pairs, batch_size, resize_mode, dataset, pass_name):
     sizes = [_pair_size(p) for p in tqdm(pairs, desc="checking sizes", unit="pair")]
     sources = source_digests(pairs)
     # one static model size for the whole run: the exported model has fixed input dims
-    model = sintel.model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
+    model = model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
     entries = [{
         "index": i, "scene": p.scene, "frame": p.frame, "name": p.name,
         "batch": i // batch_size, "slot": i % batch_size, "size": list(size),

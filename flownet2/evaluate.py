@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import custody, metrics, provenance, sintel, visualize
 from .batches import gt_bytes, load_manifest
 from .errors import Flownet2Error
-from .fileio import atomic_write, file_digest, remove_temporaries
+from .fileio import atomic_write, file_digest, remove_temporaries, save_png
 from .flo import write_flo
 
 REPORT_FORMAT = "flownet2-metrics"
@@ -194,7 +194,7 @@ def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_f
         rows.append(row)
         if vis_dir and (vis_count is None or n < vis_count):
             picture = visualize.side_by_side(sintel.read_rgb(entry["image1"]), flow, gt)
-            visualize.save_png(os.path.join(vis_dir, f"{entry['scene']}_{entry['name']}.png"), picture)
+            save_png(os.path.join(vis_dir, f"{entry['scene']}_{entry['name']}.png"), picture)
         if save_flo_dir:
             write_flo(os.path.join(save_flo_dir, manifest["pass"], entry["scene"],
                                    entry["name"] + ".flo"), flow)

@@ -7,10 +7,9 @@ import warnings
 import onnx
 import torch
 
-from .batches import check_batch_size
 from .fileio import atomic_write
-from .model import check_input_size
 from .provenance import KEY as WEIGHTS_KEY
+from .sizes import check_batch_size, check_input_size
 
 INPUT_NAMES = ("x1", "x2")
 OUTPUT_NAME = "flow"

@@ -12,6 +12,8 @@ import os
 import re
 import tempfile
 
+from PIL import Image
+
 from .errors import Flownet2Error
 
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
@@ -136,3 +138,11 @@ def natural_sorted(paths):
     def key(path):
         return [int(part) if part.isdigit() else part.lower() for part in re.split(r"([0-9]+)", path)]
     return sorted(sorted(paths), key=key)
+
+
+def save_png(path, pixels, *, compress_level=1):
+    """The toolkit's one PNG writer, atomic (temporary name, then rename): (H, W, 3) RGB or (H, W)
+    grey uint8. Level 1 is 2.5x faster than PIL's default 6 for ~20% more bytes: right for pictures
+    written once per pair; a dataset meant to be kept may prefer 6."""
+    with atomic_write(path, "wb") as f:
+        Image.fromarray(pixels).save(f, format="PNG", compress_level=compress_level)

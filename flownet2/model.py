@@ -8,11 +8,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import Flownet2Error
+from .sizes import check_input_size
 from .ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
 
 DIV_FLOW = 20.0  # the network predicts flow / 20 (the Caffe training scale)
-SIZE_MULTIPLE = 64  # six stride-2 levels
 
 
 def conv(cin, cout, k=3, s=1):
@@ -174,13 +173,6 @@ def _up4(flow, mode):
     if mode == "bilinear":
         return F.interpolate(flow, scale_factor=4.0, mode="bilinear", align_corners=False)
     return upsample_nearest(flow, 4)
-
-
-def check_input_size(height, width):
-    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height <= 0 or width <= 0:
-        raise Flownet2Error(
-            f"FlowNet2 needs height and width that are positive multiples of {SIZE_MULTIPLE}; "
-            f"got {height}x{width} (pad or resize the frames first)")
 
 
 class FlowNet2(nn.Module):

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from . import frames, metrics, sintel, visualize
 from .errors import Flownet2Error
+from .fileio import save_png
 from .flo import read_flo, write_flo
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
@@ -160,7 +161,7 @@ class _Writer:
                 self.result.radius = visualize.flow_radius(flow if gt is None else gt)
             picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius)
             if self.png:
-                visualize.save_png(path[:-4] + ".png", picture)
+                save_png(path[:-4] + ".png", picture)
             if self.write_video:
                 self.write_video(picture)
         self.result.pairs += 1

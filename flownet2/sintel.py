@@ -11,7 +11,6 @@ import numpy as np
 from PIL import Image
 
 from .errors import Flownet2Error
-from .model import SIZE_MULTIPLE
 
 PASSES = ("clean", "final")
 _FLOW_NAME = re.compile(r"^frame_(\d+)\.flo$")
@@ -141,11 +140,6 @@ def read_mask(path):
             return np.asarray(im if im.mode == "L" else im.convert("L")) >= 128
         except (OSError, ValueError) as e:
             raise Flownet2Error(f"{path}: cannot decode mask ({e})") from None
-
-
-def model_size(height, width, multiple=SIZE_MULTIPLE):
-    """The next multiples of 64 at or above (height, width)."""
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
 def normalise_pair(img1, img2, out1=None, out2=None):

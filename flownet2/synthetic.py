@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from .cli import run_main
 from .errors import Flownet2Error
+from .fileio import save_png
 from .flo import write_flo
-from .visualize import save_png
 
 # A dataset is kept and re-read: PIL's default compression (6), not the one-off pictures' fast level.
 _save_png = functools.partial(save_png, compress_level=6)

@@ -23,9 +23,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from . import checkpoint
-from .batches import check_batch_size
 from .errors import Flownet2Error
-from .model import check_input_size
+from .sizes import check_batch_size, check_input_size
 
 PRECISIONS = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("eager", "graphs", "compile")

@@ -9,7 +9,6 @@ top of the picture; a caption strip underneath names each one and carries its le
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .fileio import atomic_write
 from .flo import unknown_mask
 
 # hue segments of the wheel, as in the Middlebury code: red-yellow, yellow-green, green-cyan,
@@ -148,11 +147,3 @@ def side_by_side(frame, pred, gt=None, *, radius=None, error_scale=ERROR_SCALE_P
         captions += [_flow_caption(w, ch, "ground truth", radius),
                      _caption(w, ch, "error", bar, f"black 0 .. white {error_scale:g}+ px")]
     return np.concatenate([np.concatenate(panels, axis=1), np.concatenate(captions, axis=1)], axis=0)
-
-
-def save_png(path, pixels, *, compress_level=1):
-    """The toolkit's one PNG writer, atomic (temporary name, then rename): (H, W, 3) RGB or (H, W)
-    grey uint8. Level 1 is 2.5x faster than PIL's default 6 for ~20% more bytes: right for pictures
-    written once per pair; a dataset meant to be kept may prefer 6."""
-    with atomic_write(path, "wb") as f:
-        Image.fromarray(pixels).save(f, format="PNG", compress_level=compress_level)

@@ -10,6 +10,7 @@ from PIL import Image
 from flownet2 import sintel
 from flownet2.errors import Flownet2Error
 from flownet2.flo import write_flo
+from flownet2.sizes import model_size
 from sintel_mini import MINI, needs_mini
 
 
@@ -113,9 +114,9 @@ def test_normalise_matches_per_pixel_loop():
 
 
 def test_model_size():
-    assert sintel.model_size(436, 1024) == (448, 1024)
-    assert sintel.model_size(1, 64) == (64, 64)
-    assert sintel.model_size(65, 128) == (128, 128)
+    assert model_size(436, 1024) == (448, 1024)
+    assert model_size(1, 64) == (64, 64)
+    assert model_size(65, 128) == (128, 128)
 
 
 def test_pad_puts_zeros_bottom_right_and_unpad_crops():
