@@ -7,9 +7,10 @@ import math
 import os
 import sys
 
-from flownet2 import evaluate, provenance
 from flownet2.cli import run_main
-from flownet2.custody import CustodyError
+from flownet2.model import provenance
+from flownet2.score import evaluate
+from flownet2.score.custody import CustodyError
 
 UNVERIFIED_BANNER = ("!!! UNVERIFIED: nothing shows these predictions were made from the batch files "
                      "the manifest describes; this EPE may belong to other inputs !!!")

@@ -11,10 +11,12 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2 import frames, predict, provenance, sintel
 from flownet2.cli import run_main
+from flownet2.data import frames, sintel
 from flownet2.errors import Flownet2Error
-from flownet2.sessions import open_model
+from flownet2.model import provenance
+from flownet2.runtime import predict
+from flownet2.runtime.sessions import open_model
 from flownet2.sizes import model_size
 
 

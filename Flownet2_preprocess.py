@@ -5,9 +5,9 @@
 import argparse
 import sys
 
-from flownet2.batches import preprocess
 from flownet2.cli import run_main
-from flownet2.sintel import PASSES, RESIZE_MODES
+from flownet2.data.batches import preprocess
+from flownet2.data.sintel import PASSES, RESIZE_MODES
 
 
 def parse_args(argv):

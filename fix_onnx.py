@@ -12,10 +12,10 @@ import collections
 import os
 import time
 
-from flownet2.atc_ops import OPS_FILE, describe_unsupported, load_supported_ops, unsupported_nodes
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
-from flownet2.onnx_fix import OutputCheck, fix_model, load_onnx, save_onnx
+from flownet2.onnx.atc_ops import OPS_FILE, describe_unsupported, load_supported_ops, unsupported_nodes
+from flownet2.onnx.fix import OutputCheck, fix_model, load_onnx, save_onnx
 
 
 def parse_args(argv):

@@ -50,12 +50,12 @@ def child(args):
     if args.engine == "pytorch":
         import torch
 
-        from flownet2.checkpoint import load_model
+        from flownet2.model.checkpoint import load_model
 
         if args.before:  # the same stand-in tensors in another revision's model
             from revision import model_class
 
-            from flownet2.checkpoint import stand_in_state_dict
+            from flownet2.model.checkpoint import stand_in_state_dict
 
             model = model_class(args.before)(args.mode).eval()
             model.load_state_dict(stand_in_state_dict(model, 0))
@@ -91,8 +91,8 @@ def export(args, mode, folder, rev=None):
                         "--out_path", path], check=True, capture_output=True)
     else:
         code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/benchmarks']\n"
-                "from revision import model_class\nfrom flownet2.checkpoint import stand_in_state_dict\n"
-                "from flownet2.export import example_inputs, export_onnx\n"
+                "from revision import model_class\nfrom flownet2.model.checkpoint import stand_in_state_dict\n"
+                "from flownet2.model.export import example_inputs, export_onnx\n"
                 "m = model_class(sys.argv[2])(sys.argv[3]); m.load_state_dict(stand_in_state_dict(m, 0))\n"
                 "export_onnx(m, sys.argv[4], example_inputs(*map(int, sys.argv[5:8])))\n")
         subprocess.run([sys.executable, "-c", code, REPO, rev, mode, path, str(args.batch), str(args.height),

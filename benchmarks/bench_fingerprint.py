@@ -12,8 +12,8 @@ from bench_cpu import _time  # noqa: E402  (one warm-up call, then the median of
 
 
 def main():
-    from flownet2.checkpoint import load_model, save_checkpoint
-    from flownet2.provenance import fingerprint
+    from flownet2.model.checkpoint import load_model, save_checkpoint
+    from flownet2.model.provenance import fingerprint
 
     model, label = load_model(0)
     state = model.state_dict()

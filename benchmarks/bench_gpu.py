@@ -18,7 +18,7 @@ Frames: real MPI-Sintel pairs (clean, then final), normalised and zero-padded to
 (resized when the size is not Sintel's padded one, as in --cpu-smoke); stand-in weights by default.
 Times: inputs already on the device, median of --iters synchronised calls (host copies excluded).
 EPE vs fp32: per pair, the mean end-point distance to the eager fp32 flow over the real pixels; then
-the mean over the batch. Compiled code is cached in flownet2.torch_backend.inductor_cache_dir(): a second run
+the mean over the batch. Compiled code is cached in flownet2.runtime.torch_backend.inductor_cache_dir(): a second run
 shows the cached compile time.
 """
 import argparse
@@ -38,10 +38,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from flownet2 import checkpoint, metrics, sintel, torch_backend  # noqa: E402
 from flownet2.cli import run_main  # noqa: E402
+from flownet2.data import sintel  # noqa: E402
 from flownet2.errors import Flownet2Error  # noqa: E402
 from flownet2.fileio import atomic_write  # noqa: E402
+from flownet2.model import checkpoint  # noqa: E402
+from flownet2.runtime import torch_backend  # noqa: E402
+from flownet2.score import metrics  # noqa: E402
 from flownet2.sizes import model_size  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,7 +125,7 @@ def find_dataset(dataset, scratch):
     for path in DATASETS:
         if os.path.isdir(path):
             return path, None
-    from flownet2.synthetic import make_synthetic_sintel
+    from flownet2.data.synthetic import make_synthetic_sintel
 
     root = make_synthetic_sintel(scratch, scenes=2, pairs=4)
     return root, "SYNTHETIC frames: no MPI-Sintel found (copy sintel-mini to work/ or pass --dataset)"

@@ -6,7 +6,7 @@
 For the model at git revision --before and the model of this working tree, both with stand-in
 weights (seed 0), exported to ONNX at 448x1024 and run on one real Sintel pair (436x1024 padded):
 ONNX Runtime fp32, then the same graph with every weight and tensor rounded to fp16 / bf16
-(flownet2.precision.emulate_onnx). Drift = mean end-point distance to that model's own fp32 flow on
+(flownet2.onnx.precision.emulate_onnx). Drift = mean end-point distance to that model's own fp32 flow on
 the 436 real rows; "finite" = the share of flow values that are neither NaN nor inf; "fails" = ONNX
 Runtime refused to run the emulated graph (a gather index pushed out of range by the rounding). The second set of
 rows scales the last FlowNetS's flow head so that its flow reaches --flow-px pixels, the case where
@@ -30,12 +30,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from revision import model_class  # noqa: E402
-from flownet2.checkpoint import stand_in_state_dict  # noqa: E402
-from flownet2.export import example_inputs, export_onnx  # noqa: E402
-from flownet2.model import DIV_FLOW, FlowNet2  # noqa: E402
-from flownet2.precision import emulate_onnx, sensitive_nodes  # noqa: E402
-from flownet2.provenance import stand_in_label  # noqa: E402
-from flownet2.sintel import InputPadder, normalise_pair, read_rgb  # noqa: E402
+
+from flownet2.data.sintel import InputPadder, normalise_pair, read_rgb  # noqa: E402
+from flownet2.model.checkpoint import stand_in_state_dict  # noqa: E402
+from flownet2.model.export import example_inputs, export_onnx  # noqa: E402
+from flownet2.model.networks import DIV_FLOW, FlowNet2  # noqa: E402
+from flownet2.model.provenance import stand_in_label  # noqa: E402
+from flownet2.onnx.precision import emulate_onnx, sensitive_nodes  # noqa: E402
 
 SEED = 0
 HEAD = ("flownets_2", "predict_flow2")  # the last FlowNetS's flow head
@@ -121,7 +122,7 @@ def torch_flow(model, x1, x2):
 def torch_bf16(x1, x2, rows, ref, runs):
     """Mixed-precision PyTorch (bf16 sub-networks, fp32 glue) on the CPU vs ONNX Runtime fp32 `ref`."""
     try:
-        from flownet2.torch_backend import MixedFlowNet2
+        from flownet2.runtime.torch_backend import MixedFlowNet2
     except ImportError:
         from flownet2.gpu import MixedFlowNet2
     model = MixedFlowNet2(build(FlowNet2, 1.0), torch.bfloat16).eval()

@@ -29,13 +29,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def source_frames(folder):
     """A few real 436x1024 frames (Sintel alley_1), or synthetic ones when the sample is absent."""
-    from flownet2 import sintel
     from sintel_mini import MINI
+
+    from flownet2.data import sintel
 
     if MINI:
         scene = os.path.join(MINI, "training", "clean", "alley_1")
         return [sintel.read_rgb(os.path.join(scene, f)) for f in sorted(os.listdir(scene))]
-    from flownet2.synthetic import make_synthetic_sintel
+    from flownet2.data.synthetic import make_synthetic_sintel
 
     root = make_synthetic_sintel(os.path.join(folder, "synthetic"), scenes=1, pairs=3)
     scene = os.path.join(root, "clean", "synthetic_1")
@@ -78,7 +79,8 @@ def bare(session, pairs):
 
 def end_to_end(session, clip, folder):
     """(wall s, CPU s, s inside session.run, pairs) of predict() on the clip, .flo files written."""
-    from flownet2 import frames, predict
+    from flownet2.data import frames
+    from flownet2.runtime import predict
 
     c0 = time.process_time()
     result = predict.predict(session, frames.open_source([clip]), output=folder, size_mode="pad", progress=False)
@@ -99,7 +101,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=30, help="frames in the clip (pairs = frames - 1)")
     args = p.parse_args()
-    from flownet2.sessions import open_model
+    from flownet2.runtime.sessions import open_model
 
     with tempfile.TemporaryDirectory() as folder:
         clip, model = os.path.join(folder, "clip.mp4"), os.path.join(folder, "flownet2_bs1.onnx")

@@ -23,9 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # the tests' s
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from flownet2 import batches, evaluate, sintel  # noqa: E402
 from sintel_mini import MINI_DIR  # noqa: E402
+
+from flownet2.data import batches, sintel  # noqa: E402
+from flownet2.score import evaluate  # noqa: E402
 
 
 def best_of_both(repeats, ours, floor):

@@ -4,7 +4,7 @@
 
 Table 1, per correlation form: time of export, `python -m onnxsim`, `python fix_onnx.py` (with its
 ONNX Runtime check) and the node counts before/after. Table 2: ONNX Runtime session.run on its own
-versus `flownet2.infer` on the same session over the same batch files (reading inputs, writing
+versus `flownet2.runtime.infer` on the same session over the same batch files (reading inputs, writing
 outputs and the summary included); target: under 5% overhead. Stand-in weights (speed only).
 Files are ~650 MB each: keep --workdir out of the repository.
 """
@@ -20,9 +20,9 @@ import onnx
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from flownet2 import infer  # noqa: E402  (after the path set-up, so the script runs from anywhere)
-from flownet2.sessions import open_model  # noqa: E402
-from flownet2.onnx_fix import fix_model  # noqa: E402
+from flownet2.onnx.fix import fix_model  # noqa: E402
+from flownet2.runtime import infer  # noqa: E402  (after the path set-up, so the script runs from anywhere)
+from flownet2.runtime.sessions import open_model  # noqa: E402
 
 
 def timed(cmd):

@@ -27,7 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench_cpu import _inputs, _time, export  # noqa: E402  (this folder is on sys.path when run)
-from flownet2.ops import CORRELATION_MODES, correlation, warp  # noqa: E402
+
+from flownet2.model.ops import CORRELATION_MODES, correlation, warp  # noqa: E402
 
 
 def conv_flops(model):

@@ -19,11 +19,11 @@ import os
 import shutil
 import sys
 
-from .batches import load_manifest
 from .cli import run_main
+from .data.batches import load_manifest
 from .errors import Flownet2Error
 from .fileio import atomic_write, file_digest
-from .provenance import STAND_IN_BANNER
+from .model.provenance import STAND_IN_BANNER
 
 STAMP_VERSION = 1
 
@@ -112,8 +112,8 @@ def missing_tools(backend, emulate=False):
                            "https://gitee.com/ascend/tools/tree/master/ais-bench_workload/tool/ais_bench)")
     if backend in ("ascend", "onnxruntime") and importlib.util.find_spec("onnxruntime") is None:
         missing.append("onnxruntime not importable: pip install -r requirements.txt")
-    if emulate and importlib.util.find_spec("flownet2.precision") is None:
-        missing.append("precision emulation (flownet2.precision) is not part of this installation")
+    if emulate and importlib.util.find_spec("flownet2.onnx.precision") is None:
+        missing.append("precision emulation (flownet2.onnx.precision) is not part of this installation")
     return missing
 
 

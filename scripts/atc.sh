@@ -10,7 +10,7 @@
 #            --input_shape="x1:{bs},3,H,W;x2:{bs},3,H,W" --log=debug --soc_version=Ascend{chip} [flags]
 # A flag of yours that this line also sets (--log, --input_format, ...) replaces it.
 # Defaults: --bs/--height/--width from the model's x1 input, --soc from `npu-smi info`,
-# --output flownet2_bs{bs} beside the model. Before ATC: the op check (python -m flownet2.atc).
+# --output flownet2_bs{bs} beside the model. Before ATC: the op check (python -m flownet2.onnx.atc).
 # CANN: --cann DIR (its set_env.sh), else atc on PATH, else the first set_env.sh found under
 # $ASCEND_HOME_PATH, /usr/local/Ascend/{cann,ascend-toolkit} (CANN 8.5+ / 5.1-8.x), ~/Ascend/{...}.
 # Writes <output>.om.weights (the ONNX weights label; an .om keeps no metadata).
@@ -67,7 +67,7 @@ for f in keep_dtype modify_mixlist; do  # ATC would stop on these only after loa
 done
 
 # Op check and the model's static input shape (batch, height, width of x1: the exporter's contract).
-shape="$("$PYTHON" -m flownet2.atc prepare "$model" ${skip_check:+--skip-op-check})" || exit 2
+shape="$("$PYTHON" -m flownet2.onnx.atc prepare "$model" ${skip_check:+--skip-op-check})" || exit 2
 read -r model_bs model_h model_w <<< "$shape"
 bs="${bs:-$model_bs}" height="${height:-$model_h}" width="${width:-$model_w}"
 [ "$bs" != 0 ] && [ "$height" != 0 ] && [ "$width" != 0 ] || die "$model: no static NCHW input; pass --bs --height --width"
@@ -126,4 +126,4 @@ if [ ! -f "$output.om" ]; then
   [ ${#found[@]} -eq 1 ] || die "atc finished but $output.om was not written"
   mv -f "${found[0]}" "$output.om"
 fi
-echo "atc.sh: wrote $output.om ($("$PYTHON" -m flownet2.atc sidecar "$model" "$output.om"))"
+echo "atc.sh: wrote $output.om ($("$PYTHON" -m flownet2.onnx.atc sidecar "$model" "$output.om"))"

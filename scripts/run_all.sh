@@ -143,7 +143,7 @@ QUIET_STAGES="onnxsim"
 if [ -z "$dataset" ]; then
   height="${height:-256}" width="${width:-448}"
   stage synthetic --out "$work/synthetic" -- \
-    "$PYTHON" -m flownet2.synthetic --out "$work/synthetic" --scenes 2 --pairs 3 \
+    "$PYTHON" -m flownet2.data.synthetic --out "$work/synthetic" --scenes 2 --pairs 3 \
     --height "$height" --width "$width" --seed 0
   dataset="$work/synthetic/training"
 fi
@@ -187,7 +187,7 @@ else
   post_model=(--model "$model")
 fi
 
-# A .om goes through `python -m ais_bench` (flownet2.infer hands it over with the same arguments).
+# A .om goes through `python -m ais_bench` (flownet2.runtime.infer hands it over with the same arguments).
 name="${backend}_bs$bs"
 result="$work/result"
 # infer NAME [FLAGS...]: the model on the batch files into result/NAME, then its EPE into report/NAME

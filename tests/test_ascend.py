@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from flownet2 import atc, atc_ops
 from flownet2.errors import Flownet2Error
-from flownet2.provenance import KEY
+from flownet2.model.provenance import KEY
+from flownet2.onnx import atc, atc_ops
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
@@ -367,12 +367,12 @@ def test_atc_sh_warns_for_tier_two_and_refuses_unknown_ops(tmp_path):
 
 def test_prepare_prints_the_static_shape(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    run = subprocess.run([sys.executable, "-m", "flownet2.atc", "prepare", str(add_model(tmp_path / "m.onnx"))],
+    run = subprocess.run([sys.executable, "-m", "flownet2.onnx.atc", "prepare", str(add_model(tmp_path / "m.onnx"))],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.split() == [str(B), str(H), str(W)]
     model = onnx.load(tmp_path / "m.onnx")
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     assert atc.static_input_shape(model) is None
-    run = subprocess.run([sys.executable, "-m", "flownet2.atc", "prepare", str(tmp_path / "none.onnx")],
+    run = subprocess.run([sys.executable, "-m", "flownet2.onnx.atc", "prepare", str(tmp_path / "none.onnx")],
                          env=env, capture_output=True, text=True)
     assert run.returncode == 2 and "none.onnx: model file not found" in run.stderr

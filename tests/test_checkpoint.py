@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from flownet2.checkpoint import (check_state_dict, extract_state_dict, load_flownet2, load_raw,
-                                 save_checkpoint, stand_in_state_dict)
 from flownet2.errors import Flownet2Error
-from flownet2.model import FlowNet2
+from flownet2.model.checkpoint import (
+    check_state_dict,
+    extract_state_dict,
+    load_flownet2,
+    load_raw,
+    save_checkpoint,
+    stand_in_state_dict,
+)
+from flownet2.model.networks import FlowNet2
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +147,7 @@ def _fingerprint_here(state):
 
 
 def test_labels_carry_a_fingerprint_of_the_tensors_not_of_the_name(tmp_path):
-    from flownet2.checkpoint import load_model
+    from flownet2.model.checkpoint import load_model
 
     model, label = load_model(3)
     state = model.state_dict()
@@ -162,7 +168,7 @@ def test_labels_carry_a_fingerprint_of_the_tensors_not_of_the_name(tmp_path):
 def test_saved_stand_in_checkpoint_stays_stand_in_through_the_exporter(tmp_path):
     """`--init random --seed 0 --save-checkpoint F`, then the export from F: labelled stand-in, banner
     printed (before: `official:F`, no banner)."""
-    from flownet2.provenance import STAND_IN_BANNER, is_stand_in, weights_label
+    from flownet2.model.provenance import STAND_IN_BANNER, is_stand_in, weights_label
 
     common = ["--batch_size", "1", "--height", "64", "--width", "64"]
     first = subprocess.run([sys.executable, "Flownet2_pth2onnx.py", "--init", "random", "--seed", "0", *common,
@@ -178,7 +184,7 @@ def test_saved_stand_in_checkpoint_stays_stand_in_through_the_exporter(tmp_path)
     assert label.startswith("stand-in:seed=0 tensors:")
     assert STAND_IN_BANNER in second.stderr
     # a file whose tensors were changed after saving is still stand-in, and says so
-    from flownet2.checkpoint import load_model
+    from flownet2.model.checkpoint import load_model
 
     raw = torch.load(tmp_path / "FlowNet2_checkpoint.pth.tar", weights_only=True)
     raw["state_dict"]["flownetc.conv1.0.bias"] += 1
@@ -188,7 +194,7 @@ def test_saved_stand_in_checkpoint_stays_stand_in_through_the_exporter(tmp_path)
 
 
 def test_is_stand_in_reads_every_label_format():
-    from flownet2.provenance import is_stand_in, stand_in_seed
+    from flownet2.model.provenance import is_stand_in, stand_in_seed
 
     for label, stand_in, seed in [("stand-in:seed=4", True, 4), ("stand-in:seed=4 tensors:0123456789abcdef", True, 4),
                                   ("stand-in:seed=4,changed-after-saving tensors:ab", True, 4),

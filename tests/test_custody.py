@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import pytest
+from test_pre_post import HM, WM, _runner_summary, _write_predictions, post, pre
 
+from flownet2.data.synthetic import make_synthetic_sintel
 from flownet2.errors import Flownet2Error
 from flownet2.fileio import LOCK_NAME, atomic_write, folder_lock
-from flownet2.synthetic import make_synthetic_sintel
-from test_pre_post import HM, WM, _runner_summary, _write_predictions, post, pre
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 60, 100  # the synthetic frames of test_pre_post's layout: 6 clean and final pairs here

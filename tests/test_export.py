@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from flownet2.checkpoint import stand_in_state_dict
-from flownet2.model import FlowNet2
-from flownet2.provenance import weights_label
+from flownet2.model.checkpoint import stand_in_state_dict
+from flownet2.model.networks import FlowNet2
+from flownet2.model.provenance import weights_label
 
 REPO = Path(__file__).resolve().parents[1]
 B, H, W = 2, 128, 192

@@ -4,10 +4,10 @@ import struct
 
 import numpy as np
 import pytest
-
-from flownet2.errors import Flownet2Error
-from flownet2.flo import read_flo, read_flo_size, unknown_mask, write_flo
 from sintel_mini import MINI, needs_mini
+
+from flownet2.data.flo import read_flo, read_flo_size, unknown_mask, write_flo
+from flownet2.errors import Flownet2Error
 
 
 def _hand_made_flo(path, flow):

@@ -13,10 +13,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from flownet2 import infer
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
-from flownet2.provenance import KEY
+from flownet2.model.provenance import KEY
+from flownet2.runtime import infer
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
@@ -189,12 +189,12 @@ def test_output_dirname_needs_output(capsys):
 
 
 def test_torch_backend_writes_the_models_flow(tmp_path):
-    # --backend torch (flownet2/torch_backend.py; CPU eager here): same files as the ONNX path, and the flow is
+    # --backend torch (flownet2/runtime/torch_backend.py; CPU eager here): same files as the ONNX path, and the flow is
     # what the plain PyTorch model computes for the same stand-in weights.
     import torch
 
-    from flownet2.checkpoint import stand_in_state_dict
-    from flownet2.model import FlowNet2
+    from flownet2.model.checkpoint import stand_in_state_dict
+    from flownet2.model.networks import FlowNet2
 
     shape = (2, 3, 64, 64)
     x1 = write_inputs(tmp_path / "image1", ["0.bin"], shape, seed=3)["0.bin"]
@@ -371,14 +371,14 @@ def test_h2d_and_d2h_come_from_the_backend_where_it_has_them():
 def test_emulate_runs_the_rewritten_onnx(tmp_path, monkeypatch):
     import types
 
-    def emulate_onnx(model, kind):  # stand-in rewrite: the real one is flownet2.precision's
+    def emulate_onnx(model, kind):  # stand-in rewrite: the real one is flownet2.onnx.precision's
         assert kind == "fp16"
         for init in model.graph.initializer:
             if init.name == "two":
                 init.CopyFrom(numpy_helper.from_array(np.array(4.0, np.float32), "two"))
         return model
 
-    monkeypatch.setitem(sys.modules, "flownet2.precision", types.SimpleNamespace(emulate_onnx=emulate_onnx))
+    monkeypatch.setitem(sys.modules, "flownet2.onnx.precision", types.SimpleNamespace(emulate_onnx=emulate_onnx))
     model = tiny_model(tmp_path / "tiny.onnx", batch=2)
     x1, x2 = _batch_files(tmp_path, 1)
     assert infer.main(["--model", model, "--input", f"{tmp_path / 'a'},{tmp_path / 'b'}", "--output",
@@ -402,7 +402,7 @@ def test_backend_must_match_the_model(tmp_path):
 # --------------------------------------------------------------------------- PyTorch on the CPU: fp32, bf16
 
 def test_cpu_refuses_fp16_and_bf16_without_bf16_units(monkeypatch):
-    from flownet2 import torch_backend
+    from flownet2.runtime import torch_backend
 
     with pytest.raises(Flownet2Error, match="precision fp16 needs a CUDA GPU"):
         infer.main(["--model", "stand-in:0", "--model_size", "64,64", "--precision", "fp16"])
@@ -413,7 +413,7 @@ def test_cpu_refuses_fp16_and_bf16_without_bf16_units(monkeypatch):
 
 
 def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path):
-    from flownet2 import torch_backend
+    from flownet2.runtime import torch_backend
 
     for flags, has in (("fpu avx2 avx512f avx512_bf16 amx_tile", True), ("fpu avx2 amx_bf16", True),
                        ("fpu avx2 avx512f avx512_fp16", False)):
@@ -425,9 +425,9 @@ def test_cpu_bf16_path_runs_the_mixed_model_close_to_fp32(tmp_path, monkeypatch)
     # This machine may lack bf16 units: the detection is overridden, so the path itself is what runs.
     import torch
 
-    from flownet2 import torch_backend
-    from flownet2.checkpoint import stand_in_state_dict
-    from flownet2.model import FlowNet2
+    from flownet2.model.checkpoint import stand_in_state_dict
+    from flownet2.model.networks import FlowNet2
+    from flownet2.runtime import torch_backend
 
     monkeypatch.setattr(torch_backend, "cpu_has_bf16", lambda: True)
     rng = np.random.default_rng(5)

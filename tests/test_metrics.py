@@ -4,11 +4,10 @@ import os
 
 import numpy as np
 import pytest
-
-from flownet2.flo import read_flo
-from flownet2.metrics import compute_metrics, per_scene, summarise
 from sintel_mini import MINI, needs_mini
 
+from flownet2.data.flo import read_flo
+from flownet2.score.metrics import compute_metrics, per_scene, summarise
 
 
 def _quarter_pixel_gt(shape=(20, 30), seed=0):

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from flownet2.checkpoint import stand_in_state_dict
 from flownet2.errors import Flownet2Error
-from flownet2.model import FlowNet2
+from flownet2.model.checkpoint import stand_in_state_dict
+from flownet2.model.networks import FlowNet2
 
 TSV = Path(__file__).resolve().parent / "data" / "flownet2_state_dict.tsv"
 

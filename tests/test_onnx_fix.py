@@ -9,14 +9,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import fix_onnx
-from flownet2.atc_ops import OPS_FILE, load_supported_ops, unsupported_nodes
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
-from flownet2 import onnx_fix
-from flownet2.onnx_graph import constant_tensors, copy_model
-from flownet2.onnx_int32 import int64_to_int32
-from flownet2.onnx_slices import merge_slice_chains
-from flownet2.provenance import KEY
+from flownet2.model.provenance import KEY
+from flownet2.onnx import fix as onnx_fix
+from flownet2.onnx.atc_ops import OPS_FILE, load_supported_ops, unsupported_nodes
+from flownet2.onnx.graph import constant_tensors, copy_model
+from flownet2.onnx.int32 import int64_to_int32
+from flownet2.onnx.slices import merge_slice_chains
 
 I64_MAX, I64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 

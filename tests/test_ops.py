@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flownet2.ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
+from flownet2.model.ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
 
 
 def slow_correlation(f1, f2, max_disp, stride2):

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-import flownet2.ops
-from flownet2.checkpoint import stand_in_state_dict
-from flownet2.model import FlowNet2
-from flownet2.sintel import normalise_pair, read_rgb
 from sintel_mini import MINI_DIR
+
+import flownet2.model.ops
+from flownet2.data.sintel import normalise_pair, read_rgb
+from flownet2.model.checkpoint import stand_in_state_dict
+from flownet2.model.networks import FlowNet2
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = ROOT / "flownet2.patch"
@@ -102,7 +102,7 @@ def test_patch_takes_layers_from_toolkit_and_drops_compiled_packages(patch_files
     added = [t.decode().strip() for hunks in patch_files.values() for h in hunks for tag, t in h if tag == "+"]
     removed = [t.decode().strip() for hunks in patch_files.values() for h in hunks for tag, t in h if tag == "-"]
     imports = [line for line in added if re.match(r"(from|import) ", line)]
-    assert imports and all(line.startswith("from flownet2.ops import ") for line in imports)
+    assert imports and all(line.startswith("from flownet2.model.ops import ") for line in imports)
     assert not any("_package" in line or "_cuda" in line for line in added)
     assert sum("_package" in line for line in removed) == 5  # 2 in each models.py branch, 1 in FlowNetC
     assert not any(line.startswith("class ") for line in added)  # no second copy of any layer
@@ -156,7 +156,7 @@ def test_import_models_needs_no_compiled_extension(checkout):
             "print(models.FlowNet2.__module__, models.Resample2d.__module__)")
     r = _python(code, checkout, str(ROOT))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["models", "flownet2.ops"]
+    assert r.stdout.split() == ["models", "flownet2.model.ops"]
 
 
 def test_import_models_without_toolkit_says_how_to_install(checkout):
@@ -187,9 +187,9 @@ def models(checkout):
 
 
 def test_layers_are_the_toolkits(models):
-    assert models.Resample2d is flownet2.ops.Resample2d
-    assert models.ChannelNorm is flownet2.ops.ChannelNorm
-    assert models.FlowNetC.Correlation is flownet2.ops.Correlation
+    assert models.Resample2d is flownet2.model.ops.Resample2d
+    assert models.ChannelNorm is flownet2.model.ops.ChannelNorm
+    assert models.FlowNetC.Correlation is flownet2.model.ops.Correlation
 
 
 def _frames(h, w, batch):

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from flownet2.provenance import KEY
+from flownet2.model.provenance import KEY
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
@@ -43,7 +43,7 @@ def chain(tmp_path_factory):
 
 
 def read_flo(path):
-    """Middlebury .flo, parsed here independently of flownet2.flo."""
+    """Middlebury .flo, parsed here independently of flownet2.data.flo."""
     raw = Path(path).read_bytes()
     assert np.frombuffer(raw[:4], "<f4")[0] == np.float32(202021.25)
     w, h = np.frombuffer(raw[4:12], "<i4")
@@ -152,7 +152,7 @@ def test_a_dataset_file_replaced_by_an_older_one_reruns_what_reads_it(chain):
 
 
 def _infer_emulates():
-    from flownet2 import infer
+    from flownet2.runtime import infer
 
     try:
         infer.parse_args(["--model", "m.onnx", "--emulate", "fp16"])

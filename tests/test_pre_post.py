@@ -17,14 +17,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from flownet2 import batches, provenance
+from flownet2.data import batches
+from flownet2.data.flo import read_flo
+from flownet2.data.synthetic import make_synthetic_sintel
 from flownet2.errors import Flownet2Error
-from flownet2.flo import read_flo
-from flownet2.synthetic import make_synthetic_sintel
-from flownet2.visualize import caption_height
+from flownet2.model import provenance
+from flownet2.score.visualize import caption_height
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from sintel_mini import MINI, needs_mini  # noqa: E402
+
 H, W, HM, WM = 60, 100, 64, 128  # frame size and the model size it pads / resizes to
 # scene 2 loses frame 4, so its flow 3 is skipped: 5 clean pairs, in this order
 ORDER = [("synthetic_1", 1), ("synthetic_1", 2), ("synthetic_1", 3), ("synthetic_2", 1),

@@ -1,4 +1,4 @@
-"""fp16 / bf16 emulation of ONNX models (flownet2/precision.py), and the ops that stay safe under it."""
+"""fp16 / bf16 emulation of ONNX models (flownet2/onnx/precision.py), and the ops that stay safe under it."""
 import io
 import math
 import struct
@@ -12,8 +12,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from flownet2.errors import Flownet2Error
-from flownet2.ops import FLOW_NORM_SCALE, channel_norm, warp
-from flownet2.precision import emulate_onnx, round_array
+from flownet2.model.ops import FLOW_NORM_SCALE, channel_norm, warp
+from flownet2.onnx.precision import emulate_onnx, round_array
 
 
 def _run(model, **feeds):
@@ -158,7 +158,7 @@ def test_warp_from_an_fp16_absolute_coordinate_would_fail_that_bound():
 
 
 def test_sensitive_nodes_names_the_square_that_overflows():
-    from flownet2.precision import sensitive_nodes
+    from flownet2.onnx.precision import sensitive_nodes
 
     model = _graph([helper.make_node("Mul", ["x", "x"], ["sq"], name="square"),
                     helper.make_node("ReduceSum", ["sq"], ["sum"], name="sum", axes=[1], keepdims=1),

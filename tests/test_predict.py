@@ -15,12 +15,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from sintel_mini import MINI, needs_mini
 
 import Flownet2_predict as cli
-from flownet2 import frames, predict, provenance
 from flownet2.cli import run_main
+from flownet2.data import frames
 from flownet2.errors import Flownet2Error
-from sintel_mini import MINI, needs_mini
+from flownet2.model import provenance
+from flownet2.runtime import predict
 
 av = pytest.importorskip("av")
 
@@ -197,7 +199,7 @@ def test_video_gives_one_flo_per_pair_and_one_output_frame_per_pair(tmp_path, ca
 
 
 def test_one_colour_radius_for_the_whole_sequence(tmp_path, capsys):
-    from flownet2.visualize import flow_radius, flow_to_color
+    from flownet2.score.visualize import flow_radius, flow_to_color
     imgs = random_frames(3, 32, 48, seed=1)
     imgs[2] = imgs[2] // 4  # a darker third frame: the second pair's flow (identity model) differs
     write_frames(tmp_path / "f", imgs)
@@ -407,7 +409,7 @@ def test_same_flow_as_preprocess_runner_postprocess_on_a_real_sintel_pair(tmp_pa
     Flownet2_predict.py equals the one the three-stage chain writes (postprocess --save-flo)."""
     import Flownet2_postprocess as post
     import Flownet2_preprocess as pre
-    from flownet2 import infer
+    from flownet2.runtime import infer
 
     src = Path(MINI) / "training"
     one = tmp_path / "sintel" / "training"  # a one-pair Sintel: the network runs twice, not six times

@@ -1,4 +1,4 @@
-"""flownet2.sessions.open_model: every kind of model opens to the same session face, and each backend
+"""flownet2.runtime.sessions.open_model: every kind of model opens to the same session face, and each backend
 computes what the model says. The tiny hand-built model's output is known in closed form:
 flow = 2 * x1[:, 0:2] + x2[:, 1:3]."""
 import os
@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from flownet2 import sessions
 from flownet2.errors import Flownet2Error
+from flownet2.runtime import sessions
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from test_infer import STANDINS, H, W, expected_flow, tiny_model  # noqa: E402
@@ -86,7 +86,7 @@ def test_wrong_combinations_are_refused(tmp_path):
 
 
 def test_emulate_runs_the_rewritten_model_unoptimised(tmp_path, pair, monkeypatch):
-    # A stand-in rewrite (the real one lives in flownet2.precision): doubles the weight "two", so the
+    # A stand-in rewrite (the real one lives in flownet2.onnx.precision): doubles the weight "two", so the
     # output shows that the rewritten model is the one that ran.
     import onnxruntime as ort
 
@@ -99,7 +99,7 @@ def test_emulate_runs_the_rewritten_model_unoptimised(tmp_path, pair, monkeypatc
                 init.CopyFrom(onnx.numpy_helper.from_array(np.array(4.0, np.float32), "two"))
         return model
 
-    monkeypatch.setitem(sys.modules, "flownet2.precision", types.SimpleNamespace(emulate_onnx=emulate_onnx))
+    monkeypatch.setitem(sys.modules, "flownet2.onnx.precision", types.SimpleNamespace(emulate_onnx=emulate_onnx))
     levels = []
     real = ort.InferenceSession
 
@@ -120,9 +120,9 @@ def _round_fp16(a):
 
 
 def test_fp16_emulation_rounds_every_stored_value(tmp_path, pair):
-    precision = pytest.importorskip("flownet2.precision")
+    precision = pytest.importorskip("flownet2.onnx.precision")
     if not hasattr(precision, "emulate_onnx"):
-        pytest.skip("flownet2.precision.emulate_onnx not available")
+        pytest.skip("flownet2.onnx.precision.emulate_onnx not available")
     session = sessions.open_model(tiny_model(tmp_path / "tiny.onnx", batch=2), emulate="fp16")
     x1, x2 = pair
     # every tensor a node writes is rounded: slices, the product, the sum (arithmetic in fp32)
@@ -131,7 +131,7 @@ def test_fp16_emulation_rounds_every_stored_value(tmp_path, pair):
 
 
 def test_torch_cpu_precisions(monkeypatch):
-    from flownet2 import torch_backend
+    from flownet2.runtime import torch_backend
 
     with pytest.raises(Flownet2Error, match="precision fp16 needs a CUDA GPU; on the CPU use fp32"):
         sessions.open_model("stand-in:0", size=(64, 64), precision="fp16")

@@ -6,13 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
-from flownet2 import sintel
-from flownet2.errors import Flownet2Error
-from flownet2.flo import write_flo
-from flownet2.sizes import model_size
 from sintel_mini import MINI, needs_mini
 
+from flownet2.data import sintel
+from flownet2.data.flo import write_flo
+from flownet2.errors import Flownet2Error
+from flownet2.sizes import model_size
 
 
 @needs_mini

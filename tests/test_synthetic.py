@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flownet2 import sintel
+from flownet2.data import sintel
+from flownet2.data.flo import read_flo
+from flownet2.data.synthetic import make_synthetic_sintel
 from flownet2.errors import Flownet2Error
-from flownet2.flo import read_flo
-from flownet2.synthetic import make_synthetic_sintel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,13 +101,13 @@ def test_final_pass_differs_but_shares_the_flow(dataset):
 
 
 def test_command_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "flownet2.synthetic", "--out", str(tmp_path / "d"),
+    out = subprocess.run([sys.executable, "-m", "flownet2.data.synthetic", "--out", str(tmp_path / "d"),
                           "--scenes", "1", "--pairs", "1", "--height", "32", "--width", "48",
                           "--seed", "3"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tmp_path / "d" / "training")
     assert len(sintel.find_pairs(out.stdout.strip(), "final")[0]) == 1
-    bad = subprocess.run([sys.executable, "-m", "flownet2.synthetic", "--out", str(tmp_path / "e"),
+    bad = subprocess.run([sys.executable, "-m", "flownet2.data.synthetic", "--out", str(tmp_path / "e"),
                           "--pairs", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 

@@ -1,4 +1,4 @@
-"""flownet2/torch_backend.py and benchmarks/bench_gpu.py: the CPU-testable parts here, the CUDA parts where a GPU is.
+"""flownet2/runtime/torch_backend.py and benchmarks/bench_gpu.py: the CPU-testable parts here, the CUDA parts where a GPU is.
 
 References are independent of the code under test: the plain fp32 FlowNet2.forward, float64 convs,
 hand-built flows with a known EPE.
@@ -15,15 +15,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flownet2 import torch_backend as tb
-from flownet2.checkpoint import stand_in_state_dict
 from flownet2.errors import Flownet2Error
-from flownet2.model import FlowNet2
-from flownet2.ops import correlation
+from flownet2.model.checkpoint import stand_in_state_dict
+from flownet2.model.networks import FlowNet2
+from flownet2.model.ops import correlation
+from flownet2.runtime import torch_backend as tb
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "bench_gpu.py"
 from sintel_mini import MINI_DIR as SINTEL  # noqa: E402
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")
 
 

@@ -3,8 +3,16 @@ import numpy as np
 from PIL import Image
 
 from flownet2.fileio import save_png
-from flownet2.visualize import (CAPTION_RGB, caption_height, colour_wheel, error_legend, flow_radius, flow_to_color,
-                                 side_by_side, wheel_legend)
+from flownet2.score.visualize import (
+    CAPTION_RGB,
+    caption_height,
+    colour_wheel,
+    error_legend,
+    flow_radius,
+    flow_to_color,
+    side_by_side,
+    wheel_legend,
+)
 
 
 def _one(u, v, radius=1.0):

@@ -22,9 +22,9 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from . import checkpoint
-from .errors import Flownet2Error
-from .sizes import check_batch_size, check_input_size
+from ..errors import Flownet2Error
+from ..model import checkpoint
+from ..sizes import check_batch_size, check_input_size
 
 PRECISIONS = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("eager", "graphs", "compile")
@@ -147,7 +147,7 @@ def capturable_corr_mode(corr_mode):
     the device; this probe (on 'meta' tensors, so no CUDA is needed) keeps graphs mode safe should a
     host copy ever creep back in. The slices form is all device ops.
     """
-    from .ops import correlation
+    from ..model.ops import correlation
 
     f = torch.empty(1, 4, 2, 8, device="meta")
     return corr_mode if not host_copies(correlation, f, f, corr_mode) else "slices"
@@ -263,7 +263,7 @@ def resolve_device(device):
 
 
 class TorchSession:
-    """FlowNet2 on PyTorch with the face of flownet2.sessions' sessions, built for one input shape.
+    """FlowNet2 on PyTorch with the face of flownet2.runtime.sessions' sessions, built for one input shape.
 
     `model` (a FlowNet2, owned from now on) is converted, moved, captured or compiled here, and the
     first calls (compilation, cuDNN autotuning, graph recording) happen here too. In graphs mode a

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from .onnx_graph import INT32_MAX, INT32_MIN, constant_tensors, copy_model, in_default_domain, subgraph_names
+from .graph import INT32_MAX, INT32_MIN, constant_tensors, copy_model, in_default_domain, subgraph_names
 
 
 def _shape_of(model, name, cache):

@@ -9,7 +9,7 @@ top of the picture; a caption strip underneath names each one and carries its le
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .flo import unknown_mask
+from ..data.flo import unknown_mask
 
 # hue segments of the wheel, as in the Middlebury code: red-yellow, yellow-green, green-cyan,
 # cyan-blue, blue-magenta, magenta-red; their lengths follow perceptual spacing

@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..errors import Flownet2Error
+from ..fileio import atomic_write, natural_sorted
 from . import sintel
-from .errors import Flownet2Error
-from .fileio import atomic_write, natural_sorted
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
-from .errors import Flownet2Error
-from .fileio import atomic_save
-from .onnx_int32 import int64_to_int32
-from .onnx_slices import merge_slice_chains
+from ..errors import Flownet2Error
+from ..fileio import atomic_save
+from .int32 import int64_to_int32
+from .slices import merge_slice_chains
 
 TOLERANCE = 1e-5  # largest |output difference| a rewrite may cause on random inputs
 _PROTOBUF_LIMIT = 2**31 - 1  # protobuf cannot serialise a message larger than this

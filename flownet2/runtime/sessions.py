@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from .errors import Flownet2Error
-from .provenance import KEY as WEIGHTS_KEY
-from .provenance import weights_label
+from ..errors import Flownet2Error
+from ..model.provenance import KEY as WEIGHTS_KEY
+from ..model.provenance import weights_label
 
 DEFAULT_SIZE = (448, 1024)  # Sintel's 436 x 1024 padded to a multiple of 64
 AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (ais_bench and aclruntime) from "
@@ -122,7 +122,7 @@ def _emulated_bytes(model_path, kind):
         raise Flownet2Error(f"precision emulation must be one of {', '.join(EMULATIONS)}, got {kind!r}")
     import onnx
 
-    from .precision import emulate_onnx  # ONNX rewriting is only needed here
+    from ..onnx.precision import emulate_onnx  # ONNX rewriting is only needed here
 
     try:
         model = onnx.load(model_path)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from .errors import Flownet2Error
+from ..errors import Flownet2Error
 
 KINDS = {"fp16": TensorProto.FLOAT16, "bf16": TensorProto.BFLOAT16}
 _BF16_OPSET = 13  # first opset whose Cast takes bfloat16

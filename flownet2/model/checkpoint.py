@@ -14,10 +14,10 @@ import pickle
 
 import torch
 
+from ..errors import Flownet2Error
+from ..fileio import atomic_write
 from . import provenance
-from .errors import Flownet2Error
-from .fileio import atomic_write
-from .model import FlowNet2
+from .networks import FlowNet2
 from .ops import CORRELATION_MODES
 
 # Extra keys of the official layout, for stand-in weights only (NVIDIA's loader reads 'state_dict'

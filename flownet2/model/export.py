@@ -7,9 +7,9 @@ import warnings
 import onnx
 import torch
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
+from ..sizes import check_batch_size, check_input_size
 from .provenance import KEY as WEIGHTS_KEY
-from .sizes import check_batch_size, check_input_size
 
 INPUT_NAMES = ("x1", "x2")
 OUTPUT_NAME = "flow"

@@ -1,18 +1,18 @@
 """What scripts/atc.sh needs to know about an ONNX model around the ATC compile.
 
-    python -m flownet2.atc prepare MODEL.onnx      # op check (tiers in flownet2/atc_ops.py), then
+    python -m flownet2.onnx.atc prepare MODEL.onnx      # op check (tiers in flownet2/onnx/atc_ops.py), then
                                                    # prints "batch height width" of x1 (0 0 0: not static)
-    python -m flownet2.atc sidecar MODEL.onnx OUT.om   # writes OUT.om.weights (an .om keeps no metadata)
+    python -m flownet2.onnx.atc sidecar MODEL.onnx OUT.om   # writes OUT.om.weights (an .om keeps no metadata)
 """
 import argparse
 import os
 import sys
 
+from ..cli import run_main
+from ..errors import Flownet2Error
+from ..fileio import atomic_write
+from ..model.provenance import KEY as WEIGHTS_KEY
 from .atc_ops import OPS_FILE, check_ops, describe_unsupported
-from .cli import run_main
-from .errors import Flownet2Error
-from .fileio import atomic_write
-from .provenance import KEY as WEIGHTS_KEY
 
 
 def load_graph(path):
@@ -71,7 +71,7 @@ def write_weights_sidecar(model, om_path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m flownet2.atc", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m flownet2.onnx.atc", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="op check; print the static batch, height, width of x1")
     prep.add_argument("model")

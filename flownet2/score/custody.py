@@ -15,8 +15,8 @@ sha256 of every batch file in the manifest. Two levels of proof:
 import json
 import os
 
-from .errors import Flownet2Error
-from .fileio import file_digest
+from ..errors import Flownet2Error
+from ..fileio import file_digest
 
 DIGESTS_KEY = "flownet2.input_digests"
 

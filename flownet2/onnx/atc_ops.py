@@ -1,7 +1,7 @@
 """Which ONNX operators ATC is known to convert for Ascend310P, in two tiers, and which nodes of a model
 fall outside them.
 
-The list is data (flownet2/data/atc_310p_ops.txt, sources in its header). Tier 1 ("published"): the
+The list is data (flownet2/onnx/atc_310p_ops.txt, sources in its header). Tier 1 ("published"): the
 ops of the graph of the published Ascend guide, which ATC compiled and ran on a 310P. Tier 2 ("cann"):
 ops on CANN's documented ONNX operator list only, so documented but unproven on this network. An op
 on neither list is not known to convert at all.
@@ -10,9 +10,9 @@ import collections
 import os
 from typing import NamedTuple
 
-from .onnx_graph import in_default_domain
+from .graph import in_default_domain
 
-OPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "atc_310p_ops.txt")
+OPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atc_310p_ops.txt")
 PUBLISHED, CANN = "published", "cann"
 
 

@@ -19,10 +19,10 @@ import shutil
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import Flownet2Error
+from ..fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
+from ..sizes import check_batch_size, model_size
 from . import sintel
-from .sizes import check_batch_size, model_size
-from .errors import Flownet2Error
-from .fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
 from .flo import read_flo, read_flo_size
 
 FORMAT = "flownet2-batches"

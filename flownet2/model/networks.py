@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .sizes import check_input_size
+from ..sizes import check_input_size
 from .ops import FLOW_NORM_SCALE, channel_norm, correlation, upsample_nearest, warp
 
 DIV_FLOW = 20.0  # the network predicts flow / 20 (the Caffe training scale)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import Flownet2Error
+from ..errors import Flownet2Error
 
 PASSES = ("clean", "final")
 _FLOW_NAME = re.compile(r"^frame_(\d+)\.flo$")

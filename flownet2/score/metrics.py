@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .flo import UNKNOWN_THRESHOLD, unknown_mask
+from ..data.flo import UNKNOWN_THRESHOLD, unknown_mask
 
 THRESHOLDS = (1, 3, 5)
 

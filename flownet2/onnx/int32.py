@@ -8,9 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from .onnx_graph import (INT32_MAX, INT32_MIN, attribute, constant_tensors, copy_model, in_default_domain,
-                         subgraph_names)
-
+from .graph import INT32_MAX, INT32_MIN, attribute, constant_tensors, copy_model, in_default_domain, subgraph_names
 
 # Per op: groups of positions whose tensors must share one element type ("i3" = input 3, "o0" =
 # output 0, "i*" = every input). Converting one member means converting the whole group.

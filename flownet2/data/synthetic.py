@@ -1,6 +1,6 @@
 """A synthetic dataset in the MPI-Sintel training layout, with exactly known flow and occlusions.
 
-    python -m flownet2.synthetic --out DIR --scenes 2 --pairs 2 --height 128 --width 192 --seed 0
+    python -m flownet2.data.synthetic --out DIR --scenes 2 --pairs 2 --height 128 --width 192 --seed 0
 
 Each scene is a textured background moved by a smooth flow (translation + small rotation/zoom + a
 gentle wave) with a textured ellipse sliding over it. Frames are rendered from analytic textures
@@ -24,9 +24,9 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from .cli import run_main
-from .errors import Flownet2Error
-from .fileio import save_png
+from ..cli import run_main
+from ..errors import Flownet2Error
+from ..fileio import save_png
 from .flo import write_flo
 
 # A dataset is kept and re-read: PIL's default compression (6), not the one-off pictures' fast level.

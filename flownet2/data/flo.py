@@ -2,14 +2,14 @@
 
 Layout: b"PIEH" (float32 202021.25, little-endian), int32 width, int32 height, then
 height * width * 2 float32, (u, v) interleaved, row-major. |u| or |v| > 1e9 means "unknown";
-this module returns those values untouched, `flownet2.metrics` masks them out.
+this module returns those values untouched, `flownet2.score.metrics` masks them out.
 """
 import os
 
 import numpy as np
 
-from .errors import Flownet2Error
-from .fileio import atomic_save
+from ..errors import Flownet2Error
+from ..fileio import atomic_save
 
 MAGIC = b"PIEH"  # the bytes of float32 202021.25, little-endian
 HEADER_BYTES = 12

@@ -12,11 +12,13 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from . import custody, metrics, provenance, sintel, visualize
-from .batches import gt_bytes, load_manifest
-from .errors import Flownet2Error
-from .fileio import atomic_write, file_digest, remove_temporaries, save_png
-from .flo import write_flo
+from ..data import sintel
+from ..data.batches import gt_bytes, load_manifest
+from ..data.flo import write_flo
+from ..errors import Flownet2Error
+from ..fileio import atomic_write, file_digest, remove_temporaries, save_png
+from ..model import provenance
+from . import custody, metrics, visualize
 
 REPORT_FORMAT = "flownet2-metrics"
 REPORT_VERSION = 1
@@ -157,7 +159,7 @@ def _load_batch(manifest, batch, prediction_path, gt_paths):
 def verify(manifest, manifest_path, gt_path, output_path, *, unverified=False):
     """Check every input before any scoring: (predictions {batch: path}, gt {pair: path}, custody).
 
-    custody: "digests" or "paths" (see flownet2.custody), or "unverified" when the caller chose to
+    custody: "digests" or "paths" (see flownet2.score.custody), or "unverified" when the caller chose to
     score predictions whose origin is not checked.
     """
     predictions = check_predictions(manifest, output_path)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from . import frames, metrics, sintel, visualize
-from .errors import Flownet2Error
-from .fileio import save_png
-from .flo import read_flo, write_flo
+from ..data import frames, sintel
+from ..data.flo import read_flo, write_flo
+from ..errors import Flownet2Error
+from ..fileio import save_png
+from ..score import metrics, visualize
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
