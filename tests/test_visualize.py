@@ -10,6 +10,7 @@ from flownet2.score.visualize import (
     error_legend,
     flow_radius,
     flow_to_color,
+    STAND_IN_RGB,
     side_by_side,
     wheel_legend,
 )
@@ -104,3 +105,19 @@ def test_wheel_legend_directions():
     assert tuple(legend[40, c]) == _one(0, 20 / 20.5)  # bottom edge: +v
     assert tuple(legend[c, 0]) == _one(-20 / 20.5, 0)  # left edge: -u
     assert tuple(legend[0, 0]) == CAPTION_RGB  # outside the disc: the caption strip's colour
+
+
+def test_stand_in_weights_are_named_in_red_under_the_predicted_panel():
+    """A picture travels without the terminal's banner: stand-in weights say so in the caption."""
+    h, w = 96, 160
+    frame = np.zeros((h, w, 3), np.uint8)
+    flow = np.ones((h, w, 2), np.float32)
+    red = lambda pic: np.count_nonzero((np.abs(pic.astype(int) - STAND_IN_RGB).sum(-1) < 60))
+    plain = side_by_side(frame, flow, flow, weights="checkpoint FlowNet2_checkpoint.pth.tar tensors:0123456789abcdef")
+    stand_in = side_by_side(frame, flow, flow, weights="stand-in:seed=0 tensors:0123456789abcdef")
+    unknown = side_by_side(frame, flow, flow)
+    assert np.array_equal(plain, unknown)  # real or unknown weights: the usual caption
+    assert np.array_equal(stand_in[:h], plain[:h])  # the panels themselves are unchanged
+    changed = (stand_in[h:] != plain[h:]).any(-1)
+    assert changed[:, w:2 * w].any() and not changed[:, :w].any() and not changed[:, 2 * w:].any()
+    assert red(stand_in[h:, w:2 * w]) > red(plain[h:, w:2 * w]) + 20  # red text under the predicted panel

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.flo import unknown_mask
+from ..model.provenance import is_stand_in
 
 # hue segments of the wheel, as in the Middlebury code: red-yellow, yellow-green, green-cyan,
 # cyan-blue, blue-magenta, magenta-red; their lengths follow perceptual spacing
@@ -18,6 +19,8 @@ ERROR_SCALE_PX = 10.0  # the error map saturates (white) at 10 px
 UNKNOWN_ERROR_RGB = (0, 0, 96)  # dark blue where the ground truth is unknown
 CAPTION_RGB = (24, 24, 24)  # the caption strip under the panels
 TEXT_RGB = (235, 235, 235)
+STAND_IN_RGB = (255, 72, 48)  # the predicted panel's caption when the weights are stand-ins
+STAND_IN_CAPTION = "predicted: STAND-IN weights"
 
 
 def _ramp(n):
@@ -109,13 +112,13 @@ def _font(px):
         return ImageFont.load_default()
 
 
-def _caption(width, height, label, legend=None, note=""):
-    """One panel's caption: `label` (and `note`) on the left, a legend picture on the right."""
+def _caption(width, height, label, legend=None, note="", colour=TEXT_RGB):
+    """One panel's caption: `label` (in `colour`, and `note`) on the left, a legend picture on the right."""
     strip = Image.new("RGB", (width, height), CAPTION_RGB)
     draw = ImageDraw.Draw(strip)
     font = _font(max(10, height // 3))
     pad = max(2, height // 12)
-    draw.text((pad, pad), label, fill=TEXT_RGB, font=font)
+    draw.text((pad, pad), label, fill=colour, font=font)
     if note:
         draw.text((pad, height // 2), note, fill=TEXT_RGB, font=font)
     if legend is not None and legend.shape[1] + 2 * pad <= width // 2:
@@ -123,16 +126,18 @@ def _caption(width, height, label, legend=None, note=""):
     return np.asarray(strip)
 
 
-def _flow_caption(width, height, label, radius):
+def _flow_caption(width, height, label, radius, colour=TEXT_RGB):
     wheel = wheel_legend(height - 2 * max(2, height // 12))
-    return _caption(width, height, label, wheel, f"wheel rim = {radius:.3g} px")
+    return _caption(width, height, label, wheel, f"wheel rim = {radius:.3g} px", colour)
 
 
-def side_by_side(frame, pred, gt=None, *, radius=None, error_scale=ERROR_SCALE_PX):
+def side_by_side(frame, pred, gt=None, *, radius=None, error_scale=ERROR_SCALE_PX, weights=None):
     """One labelled picture: frame | predicted flow [| ground truth | error], panels on top, unchanged.
 
     `radius`: the wheel's radius in px; give one for a whole sequence so colours compare across
     pictures (default: this pair's largest ground-truth magnitude, else the prediction's).
+    `weights`: the weights label of the model that predicted; stand-in weights are named in the
+    predicted panel's caption, in red, since a picture travels without the terminal's banner.
     Returns (H + caption_height(H), n*W, 3) uint8 with n = 2 without `gt`, 4 with it.
     """
     if radius is None:
@@ -140,7 +145,8 @@ def side_by_side(frame, pred, gt=None, *, radius=None, error_scale=ERROR_SCALE_P
     h, w = frame.shape[:2]
     ch = caption_height(h)
     panels = [frame, flow_to_color(pred, radius)]
-    captions = [_caption(w, ch, "frame"), _flow_caption(w, ch, "predicted flow", radius)]
+    label, colour = (STAND_IN_CAPTION, STAND_IN_RGB) if is_stand_in(weights) else ("predicted flow", TEXT_RGB)
+    captions = [_caption(w, ch, "frame"), _flow_caption(w, ch, label, radius, colour)]
     if gt is not None:
         panels += [flow_to_color(gt, radius), error_to_color(pred, gt, error_scale)]
         bar = error_legend(max(4, ch // 4), max(8, w // 4))
