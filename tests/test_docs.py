@@ -79,20 +79,27 @@ def anchors(path):
     return result
 
 
+def command_lines(lines):
+    """The shell lines of a fenced block, backslash continuations joined, blank and comment lines dropped."""
+    for line in re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines():
+        if shlex.split(line, comments=True):
+            yield line.strip()
+
+
 def commands(path):
-    """Each shell command line of a page's shell blocks (continuations joined), split at && | ; and
-    redirections into argument lists, leading VAR=value assignments dropped."""
+    """(line, argv) of each command in a page's shell blocks: lines split at && | ; and redirections,
+    leading VAR=value assignments dropped."""
     for lang, lines in fenced_blocks(path):
         if lang not in SHELL_LANGS:
             continue
-        for line in re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines():
-            words, current = shlex.split(line, comments=True), []
-            for word in words + [";"]:
+        for line in command_lines(lines):
+            current = []
+            for word in shlex.split(line, comments=True) + [";"]:
                 if word in SEPARATORS:
                     while current and re.match(r"^[A-Za-z_]\w*=", current[0]):
                         current.pop(0)
                     if current:
-                        yield line.strip(), current
+                        yield line, current
                     current = []
                 else:
                     current.append(word)
@@ -205,7 +212,7 @@ def cli_flags():
 
 def test_readme_is_short():
     lines = README.read_text(encoding="utf-8").count("\n")
-    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; keep it at most {README_MAX_LINES} (move detail to docs/)"
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; at most {README_MAX_LINES} (detail goes to docs/)"
 
 
 def test_every_link_resolves():
@@ -220,7 +227,7 @@ def test_every_link_resolves():
             if not dest.exists():
                 broken.append(f"{page.relative_to(REPO)}: {target}: no such file")
             elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
-                broken.append(f"{page.relative_to(REPO)}: {target}: no heading with anchor #{anchor} in {dest.name}")
+                broken.append(f"{page.relative_to(REPO)}: {target}: {dest.name} has no heading #{anchor}")
     assert checked > 20, f"only {checked} links found: the link pattern no longer matches the pages"
     assert not broken, "broken links:\n" + "\n".join(broken)
 
@@ -266,7 +273,8 @@ def test_python_examples_import_what_exists():
             if lang != "python":
                 continue
             for line in lines:
-                m = re.match(r"^\s*from (flownet2[\w.]*) import (.+)$", line) or re.match(r"^\s*import (flownet2[\w.]*)\s*$", line)
+                m = (re.match(r"^\s*from (flownet2[\w.]*) import (.+)$", line)
+                     or re.match(r"^\s*import (flownet2[\w.]*)\s*$", line))
                 if not m:
                     continue
                 module = importlib.import_module(m.group(1))
@@ -278,17 +286,11 @@ def test_python_examples_import_what_exists():
 
 
 def _readme_block(*needles):
+    """(line, argv) of each command of the one README shell block that contains every needle."""
     blocks = [lines for lang, lines in fenced_blocks(README) if lang in SHELL_LANGS
-              and all(any(n in l for l in lines) for n in needles)]
+              and all(any(n in line for line in lines) for n in needles)]
     assert len(blocks) == 1, f"expected one README shell block with {needles}, found {len(blocks)}"
-    return [(line, argv) for line, argv in commands_of(blocks[0])]
-
-
-def commands_of(lines):
-    for line in re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines():
-        argv = shlex.split(line, comments=True)
-        if argv:
-            yield line.strip(), argv
+    return [(line, shlex.split(line, comments=True)) for line in command_lines(blocks[0])]
 
 
 def _as_written(argv):
@@ -310,7 +312,8 @@ def _tiny_model(path, *, batch, height, width):
     shape = [batch, 3, height, width]
     weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("Sub", ["x1", "x2"], ["d"]), helper.make_node("Conv", ["d", "w"], ["flow"], pads=[1, 1, 1, 1])],
+        [helper.make_node("Sub", ["x1", "x2"], ["d"]),
+         helper.make_node("Conv", ["d", "w"], ["flow"], pads=[1, 1, 1, 1])],
         "tiny", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x1", "x2")],
         [helper.make_tensor_value_info("flow", TensorProto.FLOAT, [batch, 2, height, width])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
@@ -338,29 +341,33 @@ def test_readme_commands_run_as_written(tmp_path):
     predict_dir.mkdir()
     predict_line, predict_argv, predict = _start_predict(predict_dir)
 
-    work = tmp_path / "stages"
-    work.mkdir()
-    stages = _readme_block("Flownet2_preprocess.py", "fix_onnx.py")
-    dataset = _option(stages[0][1], "--dataset")
-    make_synthetic_sintel(work / Path(dataset).parent, scenes=1, pairs=2, height=64, width=128, seed=0)
-    outputs = {}
-    for line, argv in stages:
-        if "Flownet2_pth2onnx.py" in argv[1]:
-            _tiny_model(work / _option(argv, "--out_path"), batch=int(_option(argv, "--batch_size")),
-                        height=64, width=128)
-            continue
-        r = subprocess.run(_as_written(argv), cwd=work, env=_env(standins=True), capture_output=True, text=True,
-                           timeout=300)
-        assert r.returncode == 0, f"README: {line}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-        outputs[line] = r.stdout + r.stderr
-    post = next(out for line, out in outputs.items() if "Flownet2_postprocess.py" in line)
-    assert re.search(r"^2 samples, Average EPE = \d+\.\d+$", post, re.M), post
-    assert re.search(r"throughput 1000\*batchsize\.mean\(1\)/NPU_compute_time\.mean\(", outputs[stages[-1][0]])
-    assert (work / "flownet2_bs1.om").is_file()
-    preds = sorted((work / "result" / "bs1").glob("*_0.bin"))
-    assert [p.stat().st_size for p in preds] == [2 * 64 * 128 * 4] * 2  # (1, 2, H, W) float32 per batch
-
-    out, _ = predict.communicate(timeout=300)
+    try:
+        work = tmp_path / "stages"
+        work.mkdir()
+        stages = _readme_block("Flownet2_preprocess.py", "fix_onnx.py")
+        dataset = _option(stages[0][1], "--dataset")
+        make_synthetic_sintel(work / Path(dataset).parent, scenes=1, pairs=2, height=64, width=128, seed=0)
+        outputs = {}
+        for line, argv in stages:
+            if "Flownet2_pth2onnx.py" in argv[1]:
+                _tiny_model(work / _option(argv, "--out_path"), batch=int(_option(argv, "--batch_size")),
+                            height=64, width=128)
+                continue
+            r = subprocess.run(_as_written(argv), cwd=work, env=_env(standins=True), capture_output=True,
+                               text=True, timeout=300)
+            assert r.returncode == 0, f"README: {line}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+            outputs[line] = r.stdout + r.stderr
+        post = next(out for line, out in outputs.items() if "Flownet2_postprocess.py" in line)
+        assert re.search(r"^2 samples, Average EPE = \d+\.\d+$", post, re.M), post
+        assert re.search(r"throughput 1000\*batchsize\.mean\(1\)/NPU_compute_time\.mean\(", outputs[stages[-1][0]])
+        assert (work / "flownet2_bs1.om").is_file()
+        preds = sorted((work / "result" / "bs1").glob("*_0.bin"))
+        assert [p.stat().st_size for p in preds] == [2 * 64 * 128 * 4] * 2  # (1, 2, H, W) float32 per batch
+        out, _ = predict.communicate(timeout=300)
+    finally:
+        if predict.poll() is None:  # a stage failed first: stop the predict run too
+            predict.kill()
+            predict.communicate()
     assert predict.returncode == 0, f"README: {predict_line}\nexit {predict.returncode}\n{out[-3000:]}"
     folder = predict_dir / _option(predict_argv, "--output")
     first = Path(_option(predict_argv, "--input")).stem
