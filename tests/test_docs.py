@@ -1,0 +1,380 @@
+"""The README and docs/ say only what runs.
+
+Every relative link (and #anchor) between README.md and docs/*.md resolves; every fenced shell command
+that runs a script of this repository names one that exists and passes only flags that script accepts
+(read from its --help); Python examples import names that exist; and, run for real as written in a
+temporary folder: the README's stage block on a two-pair synthetic Sintel (a tiny two-input ONNX model
+stands in for the 650 MB export, ATC and ais_bench are the stand-ins of tests/standins), the README's
+quick-start Flownet2_predict.py line on two 64x128 frames, and `bash scripts/run_all.sh --help`.
+The whole run_all.sh chain with the real export runs in test_pipeline.py.
+"""
+import argparse
+import importlib
+import importlib.util
+import os
+import re
+import runpy
+import shlex
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from flownet2.data import flo
+from flownet2.data.synthetic import make_synthetic_sintel
+
+REPO = Path(__file__).resolve().parents[1]
+STANDINS = REPO / "tests" / "standins"
+README = REPO / "README.md"
+PAGES = [README] + sorted((REPO / "docs").glob("*.md"))
+README_MAX_LINES = 200
+SHELL_LANGS = {"bash", "sh", "shell"}
+SEPARATORS = {"&&", "||", "|", ";", "<", ">", ">>", "2>", "2>&1"}
+
+
+def fenced_blocks(path):
+    """[(language, [lines])] of a markdown file's fenced code blocks."""
+    blocks, lang, lines = [], None, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fence = re.match(r"^\s*```(\S*)", line)
+        if fence and lang is None:
+            lang, lines = fence.group(1).lower(), []
+        elif fence:
+            blocks.append((lang, lines))
+            lang = None
+        elif lang is not None:
+            lines.append(line)
+    assert lang is None, f"{path.name}: a fenced block is not closed"
+    return blocks
+
+
+def prose(path):
+    """The text outside fenced blocks and inline code: where a markdown link is a link."""
+    text = re.sub(r"^\s*```.*?^\s*```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+    return re.sub(r"``.*?``|`[^`\n]*`", "", text)
+
+
+def slug(heading):
+    """GitHub's anchor for a heading: markup dropped, lower case, punctuation removed, spaces -> '-'."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path):
+    seen, result = {}, set()
+    for line in prose(path).splitlines():
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            base = slug(heading.group(1))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            result.add(base if n == 0 else f"{base}-{n}")
+    return result
+
+
+def command_lines(lines):
+    """The shell lines of a fenced block, backslash continuations joined, blank and comment lines dropped."""
+    for line in re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines():
+        if shlex.split(line, comments=True):
+            yield line.strip()
+
+
+def commands(path):
+    """(line, argv) of each command in a page's shell blocks: lines split at && | ; and redirections,
+    leading VAR=value assignments dropped."""
+    for lang, lines in fenced_blocks(path):
+        if lang not in SHELL_LANGS:
+            continue
+        for line in command_lines(lines):
+            current = []
+            for word in shlex.split(line, comments=True) + [";"]:
+                if word in SEPARATORS:
+                    while current and re.match(r"^[A-Za-z_]\w*=", current[0]):
+                        current.pop(0)
+                    if current:
+                        yield line, current
+                    current = []
+                else:
+                    current.append(word)
+
+
+def repo_cli(argv):
+    """('script path' or 'module', args) for a command that runs a CLI of this repository (or
+    ais_bench / onnxsim, whose commands the chain names), else None."""
+    if argv[0] == "bash" and len(argv) > 1 and argv[1].endswith(".sh"):
+        return argv[1], argv[2:]
+    if argv[0] not in ("python", "python3") or len(argv) < 2:
+        return None
+    if argv[1] == "-m" and len(argv) > 2:
+        module = argv[2]
+        if module.split(".")[0] in ("flownet2", "ais_bench", "onnxsim"):
+            return module, argv[3:]
+        return None
+    if argv[1].endswith(".py"):
+        return argv[1], argv[2:]
+    return None
+
+
+def flags_used(args):
+    return {a.split("=", 1)[0] for a in args if re.match(r"^--?[A-Za-z]", a)}
+
+
+def _shell_help(script):
+    """(returncode, flags) of a shell script's --help: every flag its help text names, and --help."""
+    r = subprocess.run(["bash", str(REPO / script), "--help"], capture_output=True, text=True, cwd=REPO)
+    return r.returncode, set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", r.stdout)) | {"-h", "--help"}
+
+
+def _env(*, standins=False):
+    env = dict(os.environ)
+    paths = [str(REPO)] + ([str(STANDINS)] if standins else []) + [p for p in [env.get("PYTHONPATH")] if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    if standins:
+        env["PATH"] = f"{STANDINS}{os.pathsep}{env['PATH']}"
+    return env
+
+
+class _Parser(Exception):
+    """Raised in place of parsing: carries the CLI's own argparse parser out of its main()."""
+
+
+def _argparse_flags(cli):
+    """The option strings of a Python CLI's own parser, taken from its ArgumentParser just as main()
+    is about to parse (in this process: no second interpreter, no torch import per CLI)."""
+    if cli.endswith(".py") and "argparse" not in (REPO / cli).read_text(encoding="utf-8"):
+        return set()  # takes no flags (and running it would run the benchmark)
+
+    def capture(parser, *args, **kwargs):
+        raise _Parser(parser)
+
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.path[:0] = [str(STANDINS)] if cli == "ais_bench" else [str((REPO / cli).parent)] if cli.endswith(".py") else []
+    sys.argv = [cli, "--help"]
+    try:
+        with mock.patch.object(argparse.ArgumentParser, "parse_args", capture), \
+                mock.patch.object(argparse.ArgumentParser, "parse_known_args", capture):
+            if cli.endswith(".py"):
+                runpy.run_path(str(REPO / cli), run_name="__main__")
+            else:
+                with warnings.catch_warnings():  # the module is imported already: runpy warns, harmlessly
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    runpy.run_module(cli, run_name="__main__", alter_sys=False)
+    except _Parser as found:
+        return set(found.args[0]._option_string_actions)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    raise AssertionError(f"{cli}: no argparse parser reached")
+
+
+def _flags(cli):
+    """(returncode, flags) a CLI accepts."""
+    if cli == "scripts/atc.sh":  # its own flags, and every ATC flag it passes on as typed
+        sys.path.insert(0, str(STANDINS))
+        try:
+            atc_flags = {f"--{name}" for name in importlib.import_module("standin_atc").FLAGS}
+        finally:
+            sys.path.remove(str(STANDINS))
+        code, own = _shell_help(cli)
+        return code, own | atc_flags
+    if cli == "benchmarks/gpu_check.sh":  # passes its arguments on to bench_gpu.py
+        return _flags("benchmarks/bench_gpu.py")
+    if cli.endswith(".sh"):
+        return _shell_help(cli)
+    return 0, _argparse_flags(cli)
+
+
+def _doc_commands():
+    """[(page, command line, cli, args)] of every repository CLI the README and docs run."""
+    found = []
+    for page in PAGES:
+        for line, argv in commands(page):
+            cli = repo_cli(argv)
+            if cli:
+                found.append((page.relative_to(REPO), line, *cli))
+    return found
+
+
+@pytest.fixture(scope="module")
+def cli_flags():
+    """{cli: (returncode, flags)} of every CLI the pages run."""
+    clis = sorted({cli for _, _, cli, _ in _doc_commands()
+                   if cli != "onnxsim" and (not cli.endswith((".py", ".sh")) or (REPO / cli).is_file())}
+                  | {"scripts/run_all.sh"})
+    return {cli: _flags(cli) for cli in clis}
+
+
+def test_readme_is_short():
+    lines = README.read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; at most {README_MAX_LINES} (detail goes to docs/)"
+
+
+def test_every_link_resolves():
+    broken, checked = [], 0
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page)):
+            if re.match(r"^[a-z]+:", target):
+                continue  # http(s), mailto: outside the repository
+            file_part, _, anchor = target.partition("#")
+            dest = (page.parent / file_part).resolve() if file_part else page
+            checked += 1
+            if not dest.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}: no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                broken.append(f"{page.relative_to(REPO)}: {target}: {dest.name} has no heading #{anchor}")
+    assert checked > 20, f"only {checked} links found: the link pattern no longer matches the pages"
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_every_page_is_linked_from_the_index():
+    index = prose(REPO / "docs" / "index.md")
+    missing = [p.name for p in PAGES[1:] if p.name != "index.md" and f"]({p.name})" not in index]
+    assert not missing, f"docs/index.md does not list: {missing}"
+
+
+def test_commands_name_real_scripts_and_flags(cli_flags):
+    found = _doc_commands()
+    assert len(found) > 40, f"only {len(found)} commands found: the fenced-block parser no longer matches the pages"
+    problems = []
+    for page, line, cli, args in found:
+        if cli == "onnxsim":
+            if importlib.util.find_spec("onnxsim") is None:
+                problems.append(f"{page}: {line}: onnxsim is not installed (requirements.txt)")
+            continue
+        if cli.endswith((".py", ".sh")) and not (REPO / cli).is_file():
+            problems.append(f"{page}: {line}: {cli} does not exist")
+            continue
+        code, accepted = cli_flags[cli]
+        if code != 0:
+            problems.append(f"{page}: {line}: `{cli} --help` exits {code}")
+            continue
+        unknown = sorted(flags_used(args) - accepted)
+        if unknown:
+            problems.append(f"{page}: {line}: {cli} does not accept {', '.join(unknown)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_readme_test_command_is_what_ci_runs():
+    quick = [line for line, _ in commands(README) if "pytest" in line]
+    assert quick == ["python -m pytest -q tests"]
+    assert "python -m pytest -q tests" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_python_examples_import_what_exists():
+    checked = 0
+    for page in PAGES:
+        for lang, lines in fenced_blocks(page):
+            if lang != "python":
+                continue
+            for line in lines:
+                m = (re.match(r"^\s*from (flownet2[\w.]*) import (.+)$", line)
+                     or re.match(r"^\s*import (flownet2[\w.]*)\s*$", line))
+                if not m:
+                    continue
+                module = importlib.import_module(m.group(1))
+                names = [n.strip() for n in re.sub(r"#.*", "", m.group(2)).split(",")] if m.re.groups > 1 else []
+                missing = [n for n in names if not hasattr(module, n)]
+                assert not missing, f"{page.name}: {line.strip()}: {m.group(1)} has no {missing}"
+                checked += 1
+    assert checked >= 3
+
+
+def _readme_block(*needles):
+    """(line, argv) of each command of the one README shell block that contains every needle."""
+    blocks = [lines for lang, lines in fenced_blocks(README) if lang in SHELL_LANGS
+              and all(any(n in line for line in lines) for n in needles)]
+    assert len(blocks) == 1, f"expected one README shell block with {needles}, found {len(blocks)}"
+    return [(line, shlex.split(line, comments=True)) for line in command_lines(blocks[0])]
+
+
+def _as_written(argv):
+    """The command as typed, with this interpreter for `python` and this checkout for repository paths."""
+    argv = list(argv)
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    if len(argv) > 1 and (REPO / argv[1]).is_file():
+        argv[1] = str(REPO / argv[1])
+    return argv
+
+
+def _option(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
+def _tiny_model(path, *, batch, height, width):
+    """Two inputs x1, x2 and an output flow of the export's shapes: flow = Conv3x3(x1 - x2)."""
+    shape = [batch, 3, height, width]
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["x1", "x2"], ["d"]),
+         helper.make_node("Conv", ["d", "w"], ["flow"], pads=[1, 1, 1, 1])],
+        "tiny", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x1", "x2")],
+        [helper.make_tensor_value_info("flow", TensorProto.FLOAT, [batch, 2, height, width])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _start_predict(folder):
+    """The README's quick-start Flownet2_predict.py line, started in `folder` on two 64x128 frames."""
+    [(line, argv)] = [(l, a) for l, a in _readme_block("bash scripts/run_all.sh") if "Flownet2_predict.py" in a]
+    training = make_synthetic_sintel(folder / "frames", scenes=1, pairs=1, height=64, width=128, seed=1)
+    sources = sorted((Path(training) / "clean" / "synthetic_1").glob("*.png"))
+    inputs = argv[argv.index("--input") + 1:][:2]
+    for src, name in zip(sources, inputs):
+        Image.open(src).save(folder / name)
+    proc = subprocess.Popen(_as_written(argv), cwd=folder, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    return line, argv, proc
+
+
+def test_readme_commands_run_as_written(tmp_path):
+    """The stage block (all but the export, replaced by a tiny model of the same contract) and the
+    quick-start predict line (stand-in weights: builds FlowNet2 once, ~10 s) run side by side."""
+    predict_dir = tmp_path / "predict"
+    predict_dir.mkdir()
+    predict_line, predict_argv, predict = _start_predict(predict_dir)
+
+    try:
+        work = tmp_path / "stages"
+        work.mkdir()
+        stages = _readme_block("Flownet2_preprocess.py", "fix_onnx.py")
+        dataset = _option(stages[0][1], "--dataset")
+        make_synthetic_sintel(work / Path(dataset).parent, scenes=1, pairs=2, height=64, width=128, seed=0)
+        outputs = {}
+        for line, argv in stages:
+            if "Flownet2_pth2onnx.py" in argv[1]:
+                _tiny_model(work / _option(argv, "--out_path"), batch=int(_option(argv, "--batch_size")),
+                            height=64, width=128)
+                continue
+            r = subprocess.run(_as_written(argv), cwd=work, env=_env(standins=True), capture_output=True,
+                               text=True, timeout=300)
+            assert r.returncode == 0, f"README: {line}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+            outputs[line] = r.stdout + r.stderr
+        post = next(out for line, out in outputs.items() if "Flownet2_postprocess.py" in line)
+        assert re.search(r"^2 samples, Average EPE = \d+\.\d+$", post, re.M), post
+        assert re.search(r"throughput 1000\*batchsize\.mean\(1\)/NPU_compute_time\.mean\(", outputs[stages[-1][0]])
+        assert (work / "flownet2_bs1.om").is_file()
+        preds = sorted((work / "result" / "bs1").glob("*_0.bin"))
+        assert [p.stat().st_size for p in preds] == [2 * 64 * 128 * 4] * 2  # (1, 2, H, W) float32 per batch
+        out, _ = predict.communicate(timeout=300)
+    finally:
+        if predict.poll() is None:  # a stage failed first: stop the predict run too
+            predict.kill()
+            predict.communicate()
+    assert predict.returncode == 0, f"README: {predict_line}\nexit {predict.returncode}\n{out[-3000:]}"
+    folder = predict_dir / _option(predict_argv, "--output")
+    first = Path(_option(predict_argv, "--input")).stem
+    assert flo.read_flo(str(folder / f"{first}.flo")).shape == (64, 128, 2)
+    assert (folder / f"{first}.png").is_file()
+
+
+def test_run_all_help(cli_flags):
+    code, flags = cli_flags["scripts/run_all.sh"]
+    assert code == 0 and {"--dataset", "--checkpoint", "--batch-size", "--backend", "--emulate"} <= flags
