@@ -6,8 +6,6 @@ files (KITTI PNGs read by flownet2.data.kitti_png, proven on hand-built bytes in
 .flo by flownet2.data.flo): pair order, batch and slot are written out by hand, never taken from
 the manifest.
 """
-import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -17,31 +15,18 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from test_pre_post import _sha256, post, pre
 
 from flownet2.data.flo import read_flo
 from flownet2.data.kitti_png import read_kitti_flow
 from flownet2.data.synthetic import make_synthetic
 from flownet2.errors import Flownet2Error
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 60, 100  # largest synthetic frame; KITTI and Middlebury frames are a few pixels smaller per pair
 HM, WM = 64, 128  # the model size they pad to
 BS = 2
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pre, post = _script("Flownet2_preprocess"), _script("Flownet2_postprocess")
-
-
-def _sha256(path):
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
 
 
 def _fake_run(prep, out, flows):
@@ -202,6 +187,10 @@ def test_each_layout_scores_known_errors_exactly(scored):
     assert ("fl_all" in got) == (layout in ("kitti2015", "kitti2012", "hd1k"))
     if "fl_all" in got:  # the error field makes the 4 and 5 px columns outliers, the 2 and 3 px not
         assert 0.3 < got["fl_all"] < 0.7
+    if layout == "chairs":  # the split list used is named by its content
+        split_file = os.path.join(scored[1], "FlyingChairs_train_val.txt")
+        assert report["split"]["sha256"] == _sha256(split_file)
+        assert report["split"]["first_validation_pairs"] == ["00002", "00004"] and report["split"]["found"] == 2
 
 
 def test_masks_in_the_batches_are_the_datasets_own(scored):
@@ -225,15 +214,6 @@ def test_sizes_differ_inside_kitti_and_middlebury_and_each_pair_records_its_fit(
     assert manifest["model_size"] == [HM, WM]
     for p in manifest["pairs"]:
         assert p["fit"] == {"mode": "pad", "bottom": HM - p["size"][0], "right": WM - p["size"][1]}
-
-
-def test_chairs_split_is_named_by_content(scored):
-    layout, root, _, report, _, _ = scored
-    if layout != "chairs":
-        pytest.skip("FlyingChairs only")
-    split_file = os.path.join(root, "FlyingChairs_train_val.txt")
-    assert report["split"]["sha256"] == _sha256(split_file)
-    assert report["split"]["first_validation_pairs"] == ["00002", "00004"] and report["split"]["found"] == 2
 
 
 def test_kitti_default_is_384x1280_resized_and_scored_at_the_original_size(tmp_path):
