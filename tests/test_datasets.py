@@ -20,7 +20,6 @@ from test_pre_post import _sha256, post, pre
 from flownet2.data.flo import read_flo
 from flownet2.data.kitti_png import read_kitti_flow
 from flownet2.data.synthetic import make_synthetic
-from flownet2.errors import Flownet2Error
 
 H, W = 60, 100  # largest synthetic frame; KITTI and Middlebury frames are a few pixels smaller per pair
 HM, WM = 64, 128  # the model size they pad to
@@ -141,13 +140,13 @@ def _chairs_items(root):
 
 
 LAYOUTS = {  # layout: (make_synthetic arguments, preprocess extras, pairs in order)
-    "kitti2015": (dict(pairs=3), ["--size", f"{HM}x{WM}", "--size-mode", "pad"],
+    "kitti2015": ({"pairs": 3}, ["--size", f"{HM}x{WM}", "--size-mode", "pad"],
                   lambda root: [_kitti_items(root, "image_2", n) for n in range(3)]),
-    "kitti2012": (dict(pairs=3), ["--size", f"{HM}x{WM}", "--size-mode", "pad"],
+    "kitti2012": ({"pairs": 3}, ["--size", f"{HM}x{WM}", "--size-mode", "pad"],
                   lambda root: [_kitti_items(root, "colored_0", n) for n in range(3)]),
-    "hd1k": (dict(scenes=2, pairs=2), [], _hd1k_items),
-    "middlebury": (dict(scenes=2), [], _middlebury_items),
-    "chairs": (dict(pairs=4), ["--split-file", "SPLIT"], _chairs_items),
+    "hd1k": ({"scenes": 2, "pairs": 2}, [], _hd1k_items),
+    "middlebury": ({"scenes": 2}, [], _middlebury_items),
+    "chairs": ({"pairs": 4}, ["--split-file", "SPLIT"], _chairs_items),
 }
 
 
@@ -195,7 +194,7 @@ def test_each_layout_scores_known_errors_exactly(scored):
 
 def test_masks_in_the_batches_are_the_datasets_own(scored):
     """mask/{i}.bin: bit 1 = KITTI's B channel > 0 (sparse), bit 2 = flow_noc's, bit 4 = obj_map > 0."""
-    layout, root, prep, _, manifest, pairs = scored
+    _layout, _root, prep, _, manifest, pairs = scored
     for i, (_, gt, valid, noc, fg) in enumerate(pairs):
         bits = np.fromfile(prep / "mask" / f"{i}.bin", np.uint8).reshape(HM, WM)
         h, w = gt.shape[:2]
@@ -208,7 +207,7 @@ def test_masks_in_the_batches_are_the_datasets_own(scored):
 
 
 def test_sizes_differ_inside_kitti_and_middlebury_and_each_pair_records_its_fit(scored):
-    layout, _, _, _, manifest, pairs = scored
+    layout, _, _, _, manifest, _pairs = scored
     sizes = {tuple(p["size"]) for p in manifest["pairs"]}
     assert (len(sizes) > 1) == (layout in ("kitti2015", "kitti2012", "middlebury"))
     assert manifest["model_size"] == [HM, WM]
@@ -261,7 +260,8 @@ def test_unknown_layout_missing_flow_and_wrong_png_get_one_line_and_write_nothin
     assert "layout not recognised" in line and "kitti2015 (training/image_2/" in line
     root = make_synthetic(tmp_path / "k", "kitti2012", pairs=2, height=32, width=80, seed=1)
     flow = os.path.join(root, "training", "flow_occ", "000001_10.png")
-    good = open(flow, "rb").read()
+    with open(flow, "rb") as f:
+        good = f.read()
     os.remove(flow)
     line = _one_line(capsys, ["--dataset", root, "--output", str(out)])
     assert f"{flow}: flow file not found" in line
@@ -272,7 +272,8 @@ def test_unknown_layout_missing_flow_and_wrong_png_get_one_line_and_write_nothin
         line = _one_line(capsys, ["--dataset", root, "--output", str(out)])
         assert f"{flow}: a KITTI flow PNG has 3 channels of 16 bits, this one has {what}" in line
     assert not out.exists()  # refused while planning: not a file written
-    open(flow, "wb").write(good)
+    with open(flow, "wb") as f:
+        f.write(good)
     line = _one_line(capsys, ["--dataset", root, "--dataset-type", "middlebury", "--output", str(out)])
     assert "not in the middlebury layout" in line
     line = _one_line(capsys, ["--dataset", root, "--output", str(out), "--size", "60x200"])

@@ -25,8 +25,7 @@ from tqdm import tqdm
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
-from ..sizes import check_batch_size, model_size
-from ..sizes import check_input_size
+from ..sizes import check_batch_size, check_input_size, model_size
 from . import datasets, sintel
 
 FORMAT = "flownet2-batches"
