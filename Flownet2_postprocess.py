@@ -1,4 +1,4 @@
-"""FlowNet2 predictions ({k}_0.bin from ais_bench or our runner) -> EPE against Sintel's ground truth.
+"""FlowNet2 predictions ({k}_0.bin from ais_bench or our runner) -> EPE (and KITTI's Fl) against the ground truth.
 
     python Flownet2_postprocess.py --gt_path prep_bs1/gt --output_path out/bs1 --batch_size 1
 """
@@ -8,6 +8,7 @@ import os
 import sys
 
 from flownet2.cli import run_main
+from flownet2.data.chairs import describe_split
 from flownet2.model import provenance
 from flownet2.score import evaluate
 from flownet2.score.custody import CustodyError
@@ -51,17 +52,30 @@ def main(argv=None):
                                    manifest_path=os.path.abspath(manifest_path),
                                    predictions=os.path.abspath(args.output_path))
     epe = report["overall"]["epe"]
-    epe_line = f"{len(rows)} samples, Average EPE = {'nan' if epe is None or math.isnan(epe) else f'{epe:.6f}'}"
+    epe_line = f"{len(rows)} samples, Average EPE = {_number(epe)}"
+    if "fl_all" in report["overall"]:
+        fl = report["overall"]["fl_all"]
+        epe_line += f", Fl-all = {_number(None if fl is None else 100 * fl, 4)}%"
     # a stand-in or unverified EPE must never be read without its warning, whichever line a reader greps
     banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(weights) else []
     banner += [UNVERIFIED_BANNER] if args.unverified else []
     print("\n".join(banner + [epe_line] + banner))
     print(f"weights: {weights}" if weights else "weights: unknown (pass --model to record them)")
     print(f"inputs: {_custody_line(custody, manifest_path)}")
+    print(f"dataset: {report['dataset_type']}" + (f" ({report['pass']} pass)" if report["pass"] else "")
+          + f", {report['resize_mode']} to {'x'.join(map(str, report['model_size']))}, scored at each pair's own size")
+    if report["split"]:
+        print(f"split: {describe_split(report['split'])}")
+    for rule, text in report["rules"].items():
+        print(f"rule {rule}: {text}")
     print(evaluate.format_table(report))
     json_path, csv_path = evaluate.write_report(args.report or args.output_path, report, rows)
     print(f"wrote {json_path} and {csv_path}")
     return 0
+
+
+def _number(x, digits=6):
+    return "nan" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
 def _custody_line(custody, manifest_path):

@@ -24,3 +24,13 @@ def check_batch_size(batch_size, num_pairs=None):
         # a batch of mostly filler would be written and inferred for nothing (5 pairs at 1000: 11 GB)
         raise Flownet2Error(f"batch size {batch_size} is larger than the {num_pairs} pair(s) found; "
                             f"use at most {num_pairs}")
+
+
+def parse_size(text):
+    """"HxW" (e.g. "384x1280") -> (H, W), checked against the size rule."""
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise Flownet2Error(f"size {text!r} not understood: expected HEIGHTxWIDTH, e.g. 384x1280")
+    height, width = (int(p) for p in parts)
+    check_input_size(height, width)
+    return height, width

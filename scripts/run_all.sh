@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# FlowNet2 on MPI-Sintel, the Ascend guide's whole chain in one command:
+# FlowNet2 on a benchmark (MPI-Sintel, KITTI 2015/2012, HD1K, Middlebury, FlyingChairs), the Ascend
+# guide's whole chain in one command:
 #   preprocess -> export -> onnxsim -> fix_onnx -> (atc + ais_bench | ONNX Runtime runner)
 #   -> postprocess (EPE) -> performance run
 #
 #   bash scripts/run_all.sh          # nothing needed: synthetic Sintel + seeded STAND-IN weights
 #   bash scripts/run_all.sh --dataset MPI-Sintel/training --checkpoint FlowNet2_checkpoint.pth.tar
+#   bash scripts/run_all.sh --dataset data_scene_flow --checkpoint FlowNet2_checkpoint.pth.tar   # KITTI 2015
 #
 # Flags:
-#   --dataset DIR        Sintel training folder (default: a small synthetic one made in the work folder)
-#   --pass clean|final   default clean
+#   --dataset DIR        a benchmark folder in its official layout, recognised (default: a small synthetic
+#                        one made in the work folder; see --synthetic)
+#   --dataset-type T     sintel | kitti2015 | kitti2012 | hd1k | middlebury | chairs (default: recognised)
+#   --size HxW           model size (default per dataset: KITTI 384x1280; else the largest frame, to /64)
+#   --size-mode M        pad | resize (default: resize for KITTI, pad for the others)
+#   --split-file FILE    FlyingChairs: FlyingChairs_train_val.txt (its validation pairs)
+#   --synthetic LAYOUT   layout of the synthetic set made without --dataset (default sintel)
+#   --pass clean|final   Sintel: default clean
 #   --checkpoint FILE    FlowNet2_checkpoint.pth.tar (default: stand-in weights, seed 0, flagged loudly)
 #   --batch-size N       default 1; used by every stage
 #   --soc NAME           e.g. Ascend310P3 (default: read from npu-smi by scripts/atc.sh)
@@ -36,14 +44,16 @@ ARGS=("$@")
 die() { echo "run_all.sh: error: $*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
-dataset="" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
+dataset="" dataset_type="" size="" size_mode="" split_file="" synthetic="sintel" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
 height="" width="" correlation="" loop=5 force=0 precision="" torch_mode="" emulate=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dataset|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate)
+    --dataset|--dataset-type|--size|--size-mode|--split-file|--synthetic|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
-        --dataset) dataset="$2" ;; --pass) pass="$2" ;; --checkpoint) checkpoint="$2" ;;
+        --dataset) dataset="$2" ;; --dataset-type) dataset_type="$2" ;; --size) size="$2" ;;
+        --size-mode) size_mode="$2" ;; --split-file) split_file="$2" ;; --synthetic) synthetic="$2" ;;
+        --pass) pass="$2" ;; --checkpoint) checkpoint="$2" ;;
         --batch-size) bs="$2" ;; --soc) soc="$2" ;; --backend) backend="$2" ;; --workdir) work="$2" ;;
         --height) height="$2" ;; --width) width="$2" ;; --correlation) correlation="$2" ;; --loop) loop="$2" ;;
         --precision) precision="$2" ;; --torch-mode) torch_mode="$2" ;; --emulate) emulate="$2" ;;
@@ -58,12 +68,16 @@ for v in bs loop ${height:+height} ${width:+width}; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--${v/bs/batch-size} must be a positive integer, got '${!v}'"
 done
 case "$pass" in clean|final) ;; *) die "--pass must be clean or final, got '$pass'" ;; esac
+case "$synthetic" in sintel|kitti2015|kitti2012|hd1k|middlebury|chairs) ;;
+  *) die "--synthetic must be sintel, kitti2015, kitti2012, hd1k, middlebury or chairs, got '$synthetic'" ;; esac
+[ -z "$split_file" ] || [ -f "$split_file" ] || die "$split_file: split file not found"
+[ -z "$split_file" ] || split_file="$(cd "$(dirname "$split_file")" && pwd)/$(basename "$split_file")"
 case "$backend" in auto|ascend|onnxruntime|torch) ;; *) die "--backend must be auto, ascend, onnxruntime or torch" ;; esac
 case "$emulate" in ""|fp16|bf16) ;; *) die "--emulate must be fp16 or bf16, got '$emulate'" ;; esac
 [ -z "$emulate" ] || [ "$backend" != torch ] || die "--emulate rounds an ONNX model; the torch backend has --precision"
 [ -z "$checkpoint" ] || [ -f "$checkpoint" ] || die "$checkpoint: checkpoint file not found"
 if [ -n "$dataset" ]; then
-  [ -d "$dataset" ] || die "$dataset: dataset folder not found (the Sintel 'training' folder)"
+  [ -d "$dataset" ] || die "$dataset: dataset folder not found"
   [ -z "$height$width" ] || die "--height/--width size the synthetic data only; a dataset's size comes from its frames"
   dataset="$(cd "$dataset" && pwd)"
 fi
@@ -143,14 +157,18 @@ QUIET_STAGES="onnxsim"
 if [ -z "$dataset" ]; then
   height="${height:-256}" width="${width:-448}"
   stage synthetic --out "$work/synthetic" -- \
-    "$PYTHON" -m flownet2.data.synthetic --out "$work/synthetic" --scenes 2 --pairs 3 \
+    "$PYTHON" -m flownet2.data.synthetic --layout "$synthetic" --out "$work/synthetic" --scenes 2 --pairs 3 \
     --height "$height" --width "$width" --seed 0
-  dataset="$work/synthetic/training"
+  dataset="$work/synthetic"
+  [ "$synthetic" != chairs ] || split_file="${split_file:-$work/synthetic/FlyingChairs_train_val.txt}"
 fi
 
 prep="$work/prep_bs$bs"
-stage preprocess --in "$dataset" --out "$prep/manifest.json" "$prep/gt" "$prep/image1" "$prep/image2" -- \
-  "$PYTHON" "$REPO/Flownet2_preprocess.py" --dataset "$dataset" --output "$prep" --batch_size "$bs" --pass "$pass"
+dataset_args=(${dataset_type:+--dataset-type "$dataset_type"} ${size:+--size "$size"}
+              ${size_mode:+--size-mode "$size_mode"} ${split_file:+--split-file "$split_file"})
+stage preprocess --in "$dataset" ${split_file:+"$split_file"} --out "$prep/manifest.json" "$prep/gt" "$prep/mask" "$prep/image1" "$prep/image2" -- \
+  "$PYTHON" "$REPO/Flownet2_preprocess.py" --dataset "$dataset" --output "$prep" --batch_size "$bs" --pass "$pass" \
+  "${dataset_args[@]}"
 
 read -r model_h model_w < <("$PYTHON" -m flownet2.stages model-size "$prep/manifest.json") \
   || die "$prep/manifest.json: no model_size"
@@ -198,7 +216,7 @@ infer_and_score() {
     --out "$result/$run" "$result/${run}_summary.json" --stale "$result/$run" "$result/${run}_summary.json" -- \
     "$PYTHON" -m flownet2.infer --model "$model" --input "$prep/image1,$prep/image2" --output "$result" \
     --output_dirname "$run" --outfmt BIN --batchsize "$bs" "${backend_args[@]}" "$@"
-  stage "postprocess${run#$name}" --in "$prep/manifest.json" "$prep/gt" "$result/$run" "$result/${run}_summary.json" \
+  stage "postprocess${run#$name}" --in "$prep/manifest.json" "$prep/gt" "$prep/mask" "$result/$run" "$result/${run}_summary.json" \
     "$dataset" "$model" "$model.weights" \
     --out "$work/report/$run" -- \
     "$PYTHON" "$REPO/Flownet2_postprocess.py" --gt_path "$prep/gt" --output_path "$result/$run" \

@@ -54,7 +54,7 @@ def test_manifest_records_the_sha256_of_every_file_written(dataset, tmp_path):
     assert pre.main(["--dataset", dataset, "--output", str(tmp_path), "--batch_size", "4"]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.bin"))
-    assert sorted(manifest["digests"]) == files and len(files) == 2 * 2 + 6
+    assert sorted(manifest["digests"]) == files and len(files) == 2 * 2 + 6 + 6  # image1/2, gt/, mask/
     assert all(manifest["digests"][f] == _sha256(tmp_path / f) for f in files)
 
 
@@ -242,12 +242,11 @@ def test_a_changed_dataset_is_preprocessed_again_even_with_older_times(dataset, 
     os.utime(frame, (old, old))
     capsys.readouterr()
     assert pre.main(args) == 0
-    assert "12 files written, 0 intact files kept" in capsys.readouterr().out
+    assert "18 files written, 0 intact files kept" in capsys.readouterr().out
     with pytest.raises(Flownet2Error, match="preprocessed again since"):
         _post(prep, out)
-    # an occlusion mask changed between preprocessing and scoring is refused too
+    # an occlusion (validity) mask changed between preprocessing and scoring is refused too
     _perfect_run(dataset, prep, out)
-    mask = data / "occlusions" / "synthetic_2" / "frame_0001.png"
-    shutil.copyfile(data / "occlusions" / "synthetic_1" / "frame_0001.png", mask)
-    with pytest.raises(Flownet2Error, match=r"frame_0001\.png: occlusion mask changed since preprocessing"):
+    shutil.copyfile(prep / "mask" / "0.bin", prep / "mask" / "3.bin")
+    with pytest.raises(Flownet2Error, match=r"mask/3\.bin: not the validity mask the manifest's preprocess run wrote"):
         _post(prep, out)

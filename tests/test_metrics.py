@@ -66,7 +66,7 @@ def test_matches_slow_reference_with_unknowns_and_occlusions():
     gt[5, :, 1] = -3e9
     pred[2, 3] = 1e6
     occ = rng.random((13, 17)) < 0.3
-    ours, ref = compute_metrics(pred, gt, occ), _slow_reference(pred, gt, occ)
+    ours, ref = compute_metrics(pred, gt, noc=~occ), _slow_reference(pred, gt, occ)
     assert set(ours) == set(ref)
     for key in ref:
         assert ours[key] == pytest.approx(ref[key], rel=1e-6), key  # float32 per pixel
@@ -79,7 +79,7 @@ def test_occluded_split_known_answer():
     occ[:, :1] = True  # 4 occluded pixels with error 1, 12 visible with error 2
     pred = np.zeros_like(gt)
     pred[..., 0] = np.where(occ, 1, 2)
-    m = compute_metrics(pred, gt, occ)
+    m = compute_metrics(pred, gt, noc=~occ)
     assert (m["epe_occ"], m["n_occ"], m["epe_noc"], m["n_noc"]) == (1, 4, 2, 12)
     assert m["epe"] == pytest.approx((4 * 1 + 12 * 2) / 16)
     assert "epe_occ" not in compute_metrics(pred, gt)  # no mask, no split

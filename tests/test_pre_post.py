@@ -225,13 +225,13 @@ def test_rerun_keeps_intact_files_and_repairs_broken_ones(dataset, tmp_path, cap
     stamps = {p: os.stat(p).st_mtime_ns for p in files}
     capsys.readouterr()
     assert pre.main(args) == 0
-    assert "0 files written, 11 intact files kept" in capsys.readouterr().out
+    assert "0 files written, 16 intact files kept" in capsys.readouterr().out
     assert {p: os.stat(p).st_mtime_ns for p in files} == stamps
     good = (tmp_path / "image2" / "1.bin").read_bytes()
     (tmp_path / "image2" / "1.bin").write_bytes(good[:1000])  # a damaged file
-    (tmp_path / "gt" / "4.bin").unlink()  # a missing one
+    (tmp_path / "gt" / "4.bin").unlink()  # a missing one (rewritten with its mask)
     assert pre.main(args) == 0
-    assert "3 files written, 8 intact files kept" in capsys.readouterr().out
+    assert "4 files written, 12 intact files kept" in capsys.readouterr().out
     assert (tmp_path / "image2" / "1.bin").read_bytes() == good
     assert json.loads((tmp_path / "manifest.json").read_text())["complete"] is True
 
@@ -293,6 +293,7 @@ def test_postprocess_refuses_bad_outputs(dataset, prep3, tmp_path):
         post.main(["--gt_path", gt_path, "--output_path", str(tmp_path / "run"), "--batch_size", "4"])
     gt_copy = tmp_path / "prep" / "gt"
     shutil.copytree(gt_path, gt_copy)
+    shutil.copytree(os.path.join(prep3, "mask"), tmp_path / "prep" / "mask")
     manifest = json.loads(open(os.path.join(prep3, "manifest.json")).read())
     (tmp_path / "prep" / "manifest.json").write_text(json.dumps(dict(manifest, version=99)))
     with pytest.raises(Flownet2Error, match="manifest version 99 not understood"):
@@ -411,7 +412,7 @@ def test_frame_and_flow_sizes_must_agree(tmp_path):
         pre.main(["--dataset", root, "--output", str(tmp_path / "o"), "--batch_size", "1"])
 
 
-def test_vanished_mask_warns_once_and_drops_only_occ_metrics(tmp_path, capsys):
+def test_masks_are_taken_at_preprocessing_and_survive_their_source(tmp_path, capsys):
     root = make_synthetic_sintel(tmp_path / "d", scenes=1, pairs=2, height=32, width=48, seed=2)
     prep = tmp_path / "prep"
     assert pre.main(["--dataset", root, "--output", str(prep), "--batch_size", "2"]) == 0
@@ -424,7 +425,6 @@ def test_vanished_mask_warns_once_and_drops_only_occ_metrics(tmp_path, capsys):
     capsys.readouterr()
     assert post.main(["--gt_path", str(prep / "gt"), "--output_path", str(tmp_path / "run"),
                       "--batch_size", "2"]) == 0
-    err = capsys.readouterr().err
-    assert "warning: 1 occlusion mask(s)" in err and "frame_0002.png" in err
+    assert "warning" not in capsys.readouterr().err
     overall = json.loads((tmp_path / "run" / "metrics.json").read_text())["overall"]
-    assert overall["epe"] == 0 and overall["pairs_with_occlusions"] == 1
+    assert overall["epe"] == 0 and overall["pairs_with_occlusions"] == 2

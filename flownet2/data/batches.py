@@ -3,7 +3,11 @@
     <out>/image1/{k}.bin   float32 (bs, 3, H, W), C order: first frames of batch k, normalised
     <out>/image2/{k}.bin   same for the second frames
     <out>/gt/{i}.bin       float32 (H, W, 2), HWC: pair i's ORIGINAL ground truth, zero-padded at the
-                           bottom/right to the model size (in both size protocols, so it is lossless)
+                           bottom/right to the model size (in both size protocols, so it is lossless);
+                           zero where unknown
+    <out>/mask/{i}.bin     uint8 (H, W): pair i's masks as bits, zero-padded like gt: 1 = valid (known
+                           flow), 2 = non-occluded and valid, 4 = foreground object and valid; the
+                           pair's "masks" field says which of these the dataset has
     <out>/manifest.json    every pair's scene, frame, sources, batch file and slot, sizes, protocol,
                            and the sha256 of every file written (what later stages check)
 
@@ -21,44 +25,73 @@ from tqdm import tqdm
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
-from ..sizes import check_batch_size, model_size
-from . import sintel
-from .flo import read_flo, read_flo_size
+from ..sizes import check_batch_size, check_input_size, model_size
+from . import datasets, sintel
 
 FORMAT = "flownet2-batches"
-VERSION = 2  # 2: sha256 of every source read ("sources") and every file written ("digests")
+VERSION = 3  # 2: sha256 of every source read ("sources") and every file written ("digests");
+# 3: any benchmark layout ("dataset_type"), validity masks (mask/), each pair's "fit" to the model size
 MANIFEST = "manifest.json"
-FOLDERS = ("image1", "image2", "gt")
+FOLDERS = ("image1", "image2", "gt", "mask")
+MASK_BITS = {"valid": 1, "noc": 2, "fg": 4}
 NORMALISATION = ("per pair and channel: (pixel - mean over both frames' real pixels) / 255; "
                  "padding (value 0) added after normalising")
 _BATCH_FILE = re.compile(r"^\d+\.bin$")
 
 
 def _pair_size(pair):
-    """The pair's (h, w), after checking both frames and the flow agree on it."""
-    size = read_flo_size(pair.flow)
-    for image in (pair.image1, pair.image2):
-        if sintel.image_size(image) != size:
-            h, w = sintel.image_size(image)
-            raise Flownet2Error(
-                f"{image}: frame is {w}x{h} but its flow {pair.flow} is {size[1]}x{size[0]}"
-            )
+    """The pair's (h, w), after checking both frames, the flow and its masks agree on it (headers
+    only: a bad file is refused before anything is written)."""
+    size = datasets.flow_size(pair.flow)
+    for what, path, found in [("frame", p, sintel.image_size(p)) for p in (pair.image1, pair.image2)] + \
+            [("mask", p, s) for p, s in datasets.mask_sizes(pair).items()]:
+        if found != size:
+            raise Flownet2Error(f"{path}: {what} is {found[1]}x{found[0]} but its flow {pair.flow} "
+                                f"is {size[1]}x{size[0]}")
     return size
 
 
-def plan(pairs, batch_size, resize_mode, dataset, pass_name):
-    """The manifest for `pairs` (a list of sintel.Pair): batch and slot of each, sizes, protocol."""
+def _masks(pair):
+    return ["valid"] + (["noc"] if pair.flow_noc or pair.occlusions else []) + (["fg"] if pair.obj_map else [])
+
+
+def _fit(size, model, resize_mode):
+    """How a frame of `size` reaches the model size: zeros added, or the resize factors."""
+    (h, w), (height, width) = size, model
+    if resize_mode == "pad":
+        return {"mode": "pad", "bottom": height - h, "right": width - w}
+    return {"mode": "resize", "scale_y": height / h, "scale_x": width / w}
+
+
+def _model_size(sizes, size, resize_mode, pairs):
+    """The one static model size of the run: `size`, or the next multiples of 64 above the
+    largest frame; in pad mode every frame must fit inside it."""
+    model = tuple(size) if size else model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
+    check_input_size(*model)
+    if resize_mode == "pad":
+        for pair, (h, w) in zip(pairs, sizes):
+            if h > model[0] or w > model[1]:
+                raise Flownet2Error(f"{pair.image1}: frame is {h}x{w}, larger than the model size "
+                                    f"{model[0]}x{model[1]}: choose a larger size or the resize mode")
+    return model
+
+
+def plan(pairs, batch_size, resize_mode, dataset, pass_name, *, dataset_type="sintel", size=None, split=None):
+    """The manifest for `pairs` (a list of sintel.Pair): batch and slot of each, sizes, protocol.
+    `dataset`: the layout's root folder; `size`: (H, W) or None (from the frames)."""
     check_batch_size(batch_size, len(pairs) or None)
     sintel.check_resize_mode(resize_mode)
     sizes = [_pair_size(p) for p in tqdm(pairs, desc="checking sizes", unit="pair")]
     sources = source_digests(pairs)
     # one static model size for the whole run: the exported model has fixed input dims
-    model = model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
+    model = _model_size(sizes, size, resize_mode, pairs)
     entries = [{
         "index": i, "scene": p.scene, "frame": p.frame, "name": p.name,
         "batch": i // batch_size, "slot": i % batch_size, "size": list(size),
+        "fit": _fit(size, model, resize_mode),
         "image1": p.image1, "image2": p.image2, "flow": p.flow,
-        "occlusions": p.occlusions, "invalid": p.invalid, "gt": f"gt/{i}.bin",
+        "occlusions": p.occlusions, "invalid": p.invalid, "flow_noc": p.flow_noc, "obj_map": p.obj_map,
+        "gt": f"gt/{i}.bin", "mask": f"mask/{i}.bin", "masks": _masks(p),
     } for i, (p, size) in enumerate(zip(pairs, sizes))]
     batches = []
     for k in range(0, len(pairs), batch_size):
@@ -68,20 +101,24 @@ def plan(pairs, batch_size, resize_mode, dataset, pass_name):
                         "filler_slots": filler})
     return {
         "format": FORMAT, "version": VERSION, "complete": False,
-        "dataset": sintel.training_root(dataset), "pass": pass_name, "resize_mode": resize_mode,
+        "dataset": os.path.abspath(dataset), "dataset_type": dataset_type,
+        "pass": pass_name if dataset_type == "sintel" else None, "split": split,
+        "resize_mode": resize_mode,
         "normalisation": NORMALISATION, "batch_size": batch_size,
         "num_pairs": len(pairs), "num_batches": len(batches), "model_size": list(model),
         "image_layout": "float32 (batch_size, 3, H, W), C order, RGB",
-        "gt_layout": "float32 (H, W, 2), HWC, original ground truth zero-padded to the model size",
+        "gt_layout": "float32 (H, W, 2), HWC, original ground truth (0 where unknown) zero-padded to the model size",
+        "mask_layout": "uint8 (H, W), bits 1 valid, 2 non-occluded, 4 foreground; zero-padded to the model size",
         "prediction_layout": "float32 (batch_size, 2, H, W), channel 0 = u, 1 = v",
         "pairs": entries, "batches": batches, "sources": sources, "digests": {},
     }
 
 
 def source_digests(pairs):
-    """{source file: sha256} of every frame, flow and occlusion mask the pairs use: part of the
-    plan, so a rerun after the dataset changed rewrites every file instead of keeping stale ones."""
-    paths = dict.fromkeys(path for p in pairs for path in (p.image1, p.image2, p.flow, p.occlusions) if path)
+    """{source file: sha256} of every frame, flow and mask the pairs use: part of the plan, so a
+    rerun after the dataset changed rewrites every file instead of keeping stale ones."""
+    paths = dict.fromkeys(path for p in pairs for path in (p.image1, p.image2, p.flow, p.occlusions,
+                                                           p.flow_noc, p.obj_map) if path)
     return {path: file_digest(path) for path in tqdm(paths, desc="checking sources", unit="file")}
 
 
@@ -95,6 +132,11 @@ def gt_bytes(manifest):
     return height * width * 2 * 4
 
 
+def mask_bytes(manifest):
+    height, width = manifest["model_size"]
+    return height * width
+
+
 def expected_files(manifest):
     """{relative path: size in bytes} of every data file the manifest describes."""
     files = {}
@@ -103,6 +145,7 @@ def expected_files(manifest):
             files[f"{folder}/{b['batch']}.bin"] = image_bytes(manifest)
     for p in manifest["pairs"]:
         files[p["gt"]] = gt_bytes(manifest)
+        files[p["mask"]] = mask_bytes(manifest)
     return files
 
 
@@ -112,10 +155,11 @@ def write_manifest(path, manifest):
         f.write("\n")
 
 
-_REQUIRED = ("dataset", "pass", "resize_mode", "batch_size", "num_pairs", "num_batches",
+_REQUIRED = ("dataset", "dataset_type", "pass", "resize_mode", "batch_size", "num_pairs", "num_batches",
              "model_size", "pairs", "batches", "sources", "digests")
 _PAIR_FIELDS = {"index": int, "scene": str, "frame": int, "name": str, "batch": int, "slot": int, "size": list,
-                "image1": str, "image2": str, "flow": str, "gt": str}
+                "image1": str, "image2": str, "flow": str, "gt": str, "mask": str, "masks": list,
+                "fit": dict}
 _BATCH_FIELDS = {"batch": int, "slots": list, "filler_slots": list}
 
 
@@ -312,16 +356,27 @@ def batch_arrays(manifest, batch, read=sintel.read_rgb):
     return x1, x2
 
 
-def gt_array(manifest, entry):
-    """Pair `entry`'s ground truth as (H, W, 2) float32: the original flow, zero-padded."""
-    flow = read_flo(entry["flow"])
+def gt_arrays(manifest, entry):
+    """Pair `entry`'s ground truth as (H, W, 2) float32 (the original flow, zero where unknown) and
+    its masks as (H, W) uint8 bits (MASK_BITS), both zero-padded to the model size."""
+    flow, valid, noc, fg = datasets.read_ground_truth(entry)
     h, w = entry["size"]
     if flow.shape[:2] != (h, w):
         raise Flownet2Error(f"{entry['flow']}: flow is {flow.shape[1]}x{flow.shape[0]}, "
                             f"the manifest says {w}x{h}; rerun preprocess")
     gt = np.zeros(tuple(manifest["model_size"]) + (2,), np.float32)
     gt[:h, :w] = flow
-    return gt
+    bits = np.zeros(tuple(manifest["model_size"]), np.uint8)
+    for name, mask in (("valid", valid), ("noc", noc), ("fg", fg)):
+        if mask is not None:
+            bits[:h, :w] |= mask.astype(np.uint8) * np.uint8(MASK_BITS[name])
+    return gt, bits
+
+
+def unpack_masks(bits, entry):
+    """{name: (h, w) bool} of the masks the pair has, from its mask bits cropped to its size."""
+    h, w = entry["size"]
+    return {name: (bits[:h, :w] & MASK_BITS[name]) > 0 for name in entry["masks"]}
 
 
 def _save_array(path, array):
@@ -351,28 +406,36 @@ def write_batches(output, manifest, intact=None):
                 written.add(name)
         for i in sorted(set(batch["slots"])):
             entry = manifest["pairs"][i]
-            if entry["gt"] in intact:
-                digests[entry["gt"]] = intact[entry["gt"]]
-            else:
-                digests[entry["gt"]] = _save_array(os.path.join(output, entry["gt"]), gt_array(manifest, entry))
-                written.add(entry["gt"])
+            names = (entry["gt"], entry["mask"])
+            if all(n in intact for n in names):
+                digests.update((n, intact[n]) for n in names)
+                continue
+            for name, array in zip(names, gt_arrays(manifest, entry)):
+                digests[name] = _save_array(os.path.join(output, name), array)
+                written.add(name)
     written, kept = len(written), len(digests) - len(written)
     manifest["complete"] = True
     write_manifest(os.path.join(output, MANIFEST), manifest)
     return written, kept
 
 
-def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resize_mode="pad",
-               strict=False, warn=None):
-    """Find the pairs, plan, write. `warn(line)` receives the missing-frames warning."""
-    pairs, skipped = sintel.find_pairs(dataset, pass_name, scenes)
+def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resize_mode=None,
+               strict=False, warn=None, *, dataset_type=None, size=None, split_file=None):
+    """Find the pairs, plan, write. `warn(line)` receives the missing-frames warning.
+    `dataset_type`: None recognises the layout; `size` (H, W) and `resize_mode`: None takes the
+    dataset's defaults (datasets.DEFAULT_SIZE / DEFAULT_MODE)."""
+    kind, root, pairs, skipped, split = datasets.find_pairs(dataset, dataset_type, pass_name=pass_name,
+                                                            scenes=scenes, split_file=split_file)
     if skipped:
         if strict:
-            raise Flownet2Error(f"{sintel.training_root(dataset)}: {sintel.skipped_message(skipped)}"
+            raise Flownet2Error(f"{root}: {sintel.skipped_message(skipped)}"
                                 " (strict: missing frames are an error)")
         if warn is not None:
             warn(sintel.skipped_message(skipped))
-    manifest = plan(pairs, batch_size, resize_mode, dataset, pass_name)
+    if kind == "chairs" and split is None and warn is not None:
+        warn(f"{root}: no --split-file: all {len(pairs)} FlyingChairs pairs, not a validation split")
+    manifest = plan(pairs, batch_size, resize_mode or datasets.DEFAULT_MODE.get(kind, "pad"), root, pass_name,
+                    dataset_type=kind, size=size or datasets.DEFAULT_SIZE.get(kind), split=split)
     # one writer per folder: two runs at once would leave a mix of both runs' batch files
     with folder_lock(output, "another preprocess run"):
         for folder in ("",) + FOLDERS:  # temporaries of a run killed outright (kill -9)

@@ -18,7 +18,12 @@ _FLOW_NAME = re.compile(r"^frame_(\d+)\.flo$")
 
 @dataclass(frozen=True)
 class Pair:
-    """One Sintel pair: flow from frame N (`image1`) to frame N+1 (`image2`). Paths are absolute."""
+    """One pair of any layout: flow from frame N (`image1`) to frame N+1 (`image2`). Paths are absolute.
+
+    `flow` is the ground truth of every pixel it knows (`.flo`, or KITTI's `flow_occ` PNG); the
+    optional masks: Sintel's `occlusions`, KITTI's `flow_noc` (its valid pixels are the
+    non-occluded ones) and `obj_map` (0 = background).
+    """
 
     scene: str
     frame: int
@@ -28,6 +33,8 @@ class Pair:
     flow: str
     occlusions: str | None = None  # None where Sintel (or the sparse sample) has no mask for this frame
     invalid: str | None = None
+    flow_noc: str | None = None
+    obj_map: str | None = None
 
 
 def training_root(dataset):

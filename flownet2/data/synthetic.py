@@ -1,6 +1,14 @@
-"""A synthetic dataset in the MPI-Sintel training layout, with exactly known flow and occlusions.
+"""Synthetic datasets in every benchmark layout, with exactly known flow, occlusions and validity.
 
     python -m flownet2.data.synthetic --out DIR --scenes 2 --pairs 2 --height 128 --width 192 --seed 0
+    python -m flownet2.data.synthetic --layout kitti2015 --out DIR --pairs 3 --height 64 --width 200
+
+Layouts (flownet2.data.datasets.TYPES): sintel (clean and final passes, occlusions), kitti2015 and
+kitti2012 (16-bit PNG flow with KITTI's sparse validity: invalid above a horizon and at random
+pixels, like a lidar's returns; flow_noc = valid and not occluded; kitti2015's obj_map marks the
+moving ellipse), hd1k (KITTI PNG flow, sequences), middlebury (.flo with unknown values, 1e10, at
+occluded pixels) and chairs (.ppm frames, .flo flow, a FlyingChairs_train_val.txt). KITTI and
+Middlebury frames differ in size inside one set (a few pixels smaller per pair), as the real ones do.
 
 Each scene is a textured background moved by a smooth flow (translation + small rotation/zoom + a
 gentle wave) with a textured ellipse sliding over it. Frames are rendered from analytic textures
@@ -22,12 +30,17 @@ import functools
 import os
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from ..cli import run_main
 from ..errors import Flownet2Error
-from ..fileio import save_png
+from ..fileio import atomic_write, save_png
 from .flo import write_flo
+from .kitti_png import write_kitti_flow
+
+LAYOUTS = ("sintel", "kitti2015", "kitti2012", "hd1k", "middlebury", "chairs")
+UNKNOWN = 1e10  # Middlebury's value for unknown flow
 
 # A dataset is kept and re-read: PIL's default compression (6), not the one-off pictures' fast level.
 _save_png = functools.partial(save_png, compress_level=6)
@@ -107,7 +120,8 @@ def _inside(ellipse, offset, x, y):
 
 
 def _scene(rng, pairs, height, width):
-    """Frames (uint8 RGB), flows (H, W, 2) and occlusion masks (bool) of one scene."""
+    """Frames (uint8 RGB), flows (H, W, 2), occlusion masks and the moving ellipse's pixels in each
+    pair's first frame (bool) of one scene."""
     background, foreground = _texture(rng), _texture(rng)
     motions = [_motion(rng, height, width) for _ in range(pairs)]
     ellipse = (width * rng.uniform(0.4, 0.6), height * rng.uniform(0.4, 0.6),
@@ -124,7 +138,7 @@ def _scene(rng, pairs, height, width):
         img = _render(background, cx, cy)
         img[inside] = _render(foreground, x[inside] - offsets[n][0], y[inside] - offsets[n][1])
         frames.append(np.round(img).astype(np.uint8))
-    flows, occlusions = [], []
+    flows, occlusions, foreground = [], [], []
     for n in range(pairs):
         fx, fy = _forward_flow(motions[n], x, y)
         inside = _inside(ellipse, offsets[n], x, y)
@@ -134,7 +148,8 @@ def _scene(rng, pairs, height, width):
         covered = ~inside & _inside(ellipse, offsets[n + 1], tx, ty)
         flows.append(np.stack([fx, fy], -1).astype(np.float32))
         occlusions.append(outside | covered)
-    return frames, flows, occlusions
+        foreground.append(inside)
+    return frames, flows, occlusions, foreground
 
 
 def _final_pass(rng, frame):
@@ -160,7 +175,7 @@ def make_synthetic_sintel(root: str | os.PathLike, *, scenes: int = 2, pairs: in
     for s in tqdm(range(scenes), desc="synthetic scenes", unit="scene"):
         rng = np.random.default_rng([seed, s])
         scene = f"synthetic_{s + 1}"
-        frames, flows, occlusions = _scene(rng, pairs, height, width)
+        frames, flows, occlusions, _ = _scene(rng, pairs, height, width)
         for n, frame in enumerate(frames):
             _save_png(_frame_path(training, "clean", scene, n, ".png"), frame)
             _save_png(_frame_path(training, "final", scene, n, ".png"), _final_pass(rng, frame))
@@ -176,17 +191,109 @@ def _frame_path(training, folder, scene, n, ext):
     return os.path.join(training, folder, scene, f"frame_{n + 1:04d}{ext}")
 
 
+def _sizes(n, height, width, vary):
+    """Pair n's frame size: a few pixels smaller per pair where the layout's sizes vary."""
+    return (height - 2 * (n % 3), width - 6 * (n % 2)) if vary else (height, width)
+
+
+def _kitti_valid(rng, height, width):
+    """KITTI-like sparse validity: nothing above a horizon (a third of the way down), then ~60%."""
+    valid = rng.random((height, width)) < 0.6
+    valid[: height // 3] = False
+    return valid
+
+
+def _kitti(root, kind, pairs, height, width, seed):
+    training = os.path.join(root, "training")
+    frames_dir = "image_2" if kind == "kitti2015" else "colored_0"
+    for n in tqdm(range(pairs), desc=f"synthetic {kind}", unit="pair"):
+        rng = np.random.default_rng([seed, n])
+        h, w = _sizes(n, height, width, vary=True)
+        frames, (flow,), (occ,), (fg,) = _scene(rng, 1, h, w)
+        stem = f"{n:06d}"
+        for k, frame in zip((10, 11), frames):
+            _save_png(os.path.join(training, frames_dir, f"{stem}_{k}.png"), frame)
+        valid = _kitti_valid(rng, h, w)
+        write_kitti_flow(os.path.join(training, "flow_occ", f"{stem}_10.png"), flow, valid)
+        write_kitti_flow(os.path.join(training, "flow_noc", f"{stem}_10.png"), flow, valid & ~occ)
+        if kind == "kitti2015":  # object 1 = the ellipse (0 = background), whether valid or not
+            _save_png(os.path.join(training, "obj_map", f"{stem}_10.png"), fg.astype(np.uint8))
+    return root
+
+
+def _hd1k(root, scenes, pairs, height, width, seed):
+    for s in tqdm(range(scenes), desc="synthetic hd1k", unit="sequence"):
+        frames, flows, _, _ = _scene(np.random.default_rng([seed, s]), pairs, height, width)
+        rng = np.random.default_rng([seed, s, 1])
+        for n, frame in enumerate(frames):
+            _save_png(os.path.join(root, "hd1k_input", "image_2", f"{s:06d}_{n:04d}.png"), frame)
+        for n, flow in enumerate(flows):
+            write_kitti_flow(os.path.join(root, "hd1k_flow_gt", "flow_occ", f"{s:06d}_{n:04d}.png"), flow,
+                             _kitti_valid(rng, height, width))
+    return root
+
+
+def _middlebury(root, scenes, height, width, seed):
+    for s in tqdm(range(scenes), desc="synthetic middlebury", unit="sequence"):
+        h, w = _sizes(s, height, width, vary=True)
+        frames, (flow,), (occ,), _ = _scene(np.random.default_rng([seed, s]), 1, h, w)
+        seq = f"Synthetic{s + 1}"
+        for k, frame in zip((10, 11), frames):
+            _save_png(os.path.join(root, "other-data", seq, f"frame{k}.png"), frame)
+        write_flo(os.path.join(root, "other-gt-flow", seq, "flow10.flo"), np.where(occ[..., None], UNKNOWN, flow))
+    return root
+
+
+def _chairs(root, pairs, height, width, seed):
+    data = os.path.join(root, "data")
+    for n in tqdm(range(pairs), desc="synthetic chairs", unit="pair"):
+        frames, (flow,), _, _ = _scene(np.random.default_rng([seed, n]), 1, height, width)
+        for k, frame in zip((1, 2), frames):
+            with atomic_write(os.path.join(data, f"{n + 1:05d}_img{k}.ppm"), "wb") as f:
+                Image.fromarray(frame).save(f, format="PPM")
+        write_flo(os.path.join(data, f"{n + 1:05d}_flow.flo"), flow)
+    # every second pair is a validation pair (2), the others training (1)
+    with atomic_write(os.path.join(root, "FlyingChairs_train_val.txt"), "w") as f:
+        f.write("".join(f"{2 if n % 2 else 1}\n" for n in range(pairs)))
+    return root
+
+
+def make_synthetic(root: str | os.PathLike, layout: str = "sintel", *, scenes: int = 2, pairs: int = 2,
+                   height: int = 436, width: int = 1024, seed: int = 0) -> str:
+    """Write a dataset in `layout` under `root`; returns the folder to give Flownet2_preprocess.py.
+
+    sintel, hd1k: `scenes` scenes of `pairs` pairs; kitti2015, kitti2012, chairs: `pairs` pairs;
+    middlebury: `scenes` sequences of one pair. Frames are at most height x width.
+    """
+    if layout not in LAYOUTS:
+        raise Flownet2Error(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    if layout == "sintel":
+        return make_synthetic_sintel(root, scenes=scenes, pairs=pairs, height=height, width=width, seed=seed)
+    if scenes < 1 or pairs < 1 or height < 16 or width < 16:
+        raise Flownet2Error(f"synthetic dataset: need at least 1 scene and 1 pair, and a size of at least "
+                            f"16x16 (got {scenes} scenes, {pairs} pairs, {height}x{width})")
+    root = os.path.abspath(os.fspath(root))
+    if layout in ("kitti2015", "kitti2012"):
+        return _kitti(root, layout, pairs, height, width, seed)
+    if layout == "hd1k":
+        return _hd1k(root, scenes, pairs, height, width, seed)
+    if layout == "middlebury":
+        return _middlebury(root, scenes, height, width, seed)
+    return _chairs(root, pairs, height, width, seed)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Write a synthetic dataset in the MPI-Sintel layout.")
-    p.add_argument("--out", required=True, help="folder to create (the dataset is <out>/training)")
-    p.add_argument("--scenes", type=int, default=2)
+    p = argparse.ArgumentParser(description="Write a synthetic dataset in a benchmark's layout.")
+    p.add_argument("--layout", choices=LAYOUTS, default="sintel")
+    p.add_argument("--out", required=True, help="folder to create (sintel: the dataset is <out>/training)")
+    p.add_argument("--scenes", type=int, default=2, help="scenes / sequences (sintel, hd1k, middlebury)")
     p.add_argument("--pairs", type=int, default=2, help="pairs per scene (frames = pairs + 1)")
     p.add_argument("--height", type=int, default=436)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    print(make_synthetic_sintel(args.out, scenes=args.scenes, pairs=args.pairs, height=args.height,
-                                width=args.width, seed=args.seed))
+    print(make_synthetic(args.out, args.layout, scenes=args.scenes, pairs=args.pairs, height=args.height,
+                         width=args.width, seed=args.seed))
     return 0
 
 

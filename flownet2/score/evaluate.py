@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data import sintel
-from ..data.batches import gt_bytes, load_manifest
+from ..data.batches import gt_bytes, load_manifest, mask_bytes, unpack_masks
 from ..data.flo import write_flo
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, file_digest, remove_temporaries, save_png
@@ -86,23 +86,30 @@ def check_predictions(manifest, output_path):
     return found
 
 
+def _check_file(path, expected, layout, recorded, what):
+    actual = os.path.getsize(path) if os.path.isfile(path) else None
+    if actual != expected:
+        raise Flownet2Error(f"{path}: expected {expected} bytes ({layout}), "
+                            f"actual {'missing' if actual is None else actual}")
+    if recorded != file_digest(path):
+        raise Flownet2Error(f"{path}: not the {what} the manifest's preprocess run wrote "
+                            f"(sha256 differs{'' if recorded else ': none recorded'}); rerun preprocess")
+
+
 def check_gt(manifest, gt_path):
-    """{pair index: path} of every ground-truth file, after checking their sizes and that each
-    holds what the manifest's preprocess run wrote (its sha256)."""
-    expected = gt_bytes(manifest)
+    """{pair index: (gt path, mask path)} of every ground-truth file and its masks (mask/ beside
+    gt/), after checking their sizes and that each holds what the manifest's preprocess run wrote."""
+    height, width = manifest["model_size"]
+    mask_path = os.path.join(os.path.dirname(os.path.abspath(gt_path)), "mask")
     paths = {}
     for p in manifest["pairs"]:
-        path = os.path.join(gt_path, f"{p['index']}.bin")
-        actual = os.path.getsize(path) if os.path.isfile(path) else None
-        if actual != expected:
-            height, width = manifest["model_size"]
-            raise Flownet2Error(f"{path}: expected {expected} bytes (float32 {height}x{width}x2), "
-                                f"actual {'missing' if actual is None else actual}")
-        recorded = manifest["digests"].get(p["gt"])
-        if recorded != file_digest(path):
-            raise Flownet2Error(f"{path}: not the ground truth the manifest's preprocess run wrote "
-                                f"(sha256 differs{'' if recorded else ': none recorded'}); rerun preprocess")
-        paths[p["index"]] = path
+        gt = os.path.join(gt_path, f"{p['index']}.bin")
+        mask = os.path.join(mask_path, f"{p['index']}.bin")
+        _check_file(gt, gt_bytes(manifest), f"float32 {height}x{width}x2", manifest["digests"].get(p["gt"]),
+                    "ground truth")
+        _check_file(mask, mask_bytes(manifest), f"uint8 {height}x{width}", manifest["digests"].get(p["mask"]),
+                    "validity mask")
+        paths[p["index"]] = (gt, mask)
     return paths
 
 
@@ -118,30 +125,17 @@ def read_prediction(path, shape):
     return _map(path, "<f4", shape)
 
 
-def read_gt(path, manifest, entry):
-    """Pair `entry`'s original-resolution ground truth, (h, w, 2)."""
+def read_gt(paths, manifest, entry):
+    """Pair `entry`'s original-resolution ground truth (h, w, 2) and its masks {name: (h, w) bool}."""
     height, width = manifest["model_size"]
     h, w = entry["size"]
-    return _map(path, "<f4", (height, width, 2))[:h, :w]
-
-
-def _occlusions(entry, sources):
-    """The pair's occlusion mask, or None (none in the dataset, or gone since preprocessing)."""
-    path = entry.get("occlusions")
-    if not path or not os.path.isfile(path):
-        return None
-    if sources.get(path) != file_digest(path):
-        raise Flownet2Error(f"{path}: occlusion mask changed since preprocessing (sha256 differs from "
-                            "the manifest's); rerun preprocess")
-    mask = sintel.read_mask(path)
-    if list(mask.shape) != entry["size"]:
-        raise Flownet2Error(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
-                            f"the pair is {entry['size'][1]}x{entry['size'][0]}")
-    return mask
+    gt_path, mask_path = paths
+    return (_map(gt_path, "<f4", (height, width, 2))[:h, :w],
+            unpack_masks(_map(mask_path, "u1", (height, width)), entry))
 
 
 def _load_batch(manifest, batch, prediction_path, gt_paths):
-    """Everything one batch needs from disk: its predictions, each real pair's gt and mask."""
+    """Everything one batch needs from disk: its predictions, each real pair's gt and masks."""
     predictions = read_prediction(prediction_path, _prediction_shape(manifest))
     pairs = []
     for slot, i in enumerate(batch["slots"]):
@@ -151,8 +145,7 @@ def _load_batch(manifest, batch, prediction_path, gt_paths):
         if (entry["batch"], entry["slot"]) != (batch["batch"], slot):
             raise Flownet2Error(f"manifest: pair {i} listed in batch {batch['batch']} slot {slot} "
                                 f"but records batch {entry['batch']} slot {entry['slot']}")
-        pairs.append((entry, predictions[slot], read_gt(gt_paths[i], manifest, entry),
-                      _occlusions(entry, manifest["sources"])))
+        pairs.append((entry, predictions[slot], *read_gt(gt_paths[i], manifest, entry)))
     return pairs
 
 
@@ -171,39 +164,36 @@ def verify(manifest, manifest_path, gt_path, output_path, *, unverified=False):
 
 
 def iter_pairs(manifest, predictions, gts):
-    """Yield (entry, prediction, ground truth, occlusion mask or None) pair by pair, in pair order.
+    """Yield (entry, prediction, ground truth, masks {name: bool}) pair by pair, in pair order.
 
     Flows are (h, w, 2) at the original size. (Reading batch k+1 in a second thread while batch
     k is scored was tried: GIL hand-overs made it 2-3x slower on two cores.)
     """
     for b in manifest["batches"]:
-        for entry, prediction, gt, occ in _load_batch(manifest, b, predictions[b["batch"]], gts):
+        for entry, prediction, gt, masks in _load_batch(manifest, b, predictions[b["batch"]], gts):
             padder = sintel.InputPadder(entry["size"], manifest["model_size"], manifest["resize_mode"])
-            yield entry, padder.unpad(prediction).transpose(1, 2, 0), gt, occ
+            yield entry, padder.unpad(prediction).transpose(1, 2, 0), gt, masks
 
 
 def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_flo_dir=None):
     """Per-pair metric rows (sorted by pair index) and a list of warning lines.
     `predictions`, `gts`: from verify()."""
-    rows, missing_masks = [], []
+    rows = []
+    rules = metrics.RULES[manifest["dataset_type"]]
     pairs = iter_pairs(manifest, predictions, gts)
-    for n, (entry, flow, gt, occ) in enumerate(tqdm(pairs, total=manifest["num_pairs"],
-                                                    desc="postprocess", unit="pair")):
-        if entry.get("occlusions") and occ is None:
-            missing_masks.append(entry["occlusions"])
+    for n, (entry, flow, gt, masks) in enumerate(tqdm(pairs, total=manifest["num_pairs"],
+                                                      desc="postprocess", unit="pair")):
         row = {k: entry[k] for k in ("index", "scene", "frame", "name", "batch", "slot")}
-        row.update(metrics.compute_metrics(flow, gt, occ))
+        row.update(metrics.compute_metrics(flow, gt, masks["valid"], noc=masks.get("noc"),
+                                           fg=masks.get("fg"), rules=rules))
         rows.append(row)
         if vis_dir and (vis_count is None or n < vis_count):
             picture = visualize.side_by_side(sintel.read_rgb(entry["image1"]), flow, gt)
             save_png(os.path.join(vis_dir, f"{entry['scene']}_{entry['name']}.png"), picture)
         if save_flo_dir:
-            write_flo(os.path.join(save_flo_dir, manifest["pass"], entry["scene"],
+            write_flo(os.path.join(save_flo_dir, manifest["pass"] or manifest["dataset_type"], entry["scene"],
                                    entry["name"] + ".flo"), flow)
     warnings = []
-    if missing_masks:
-        warnings.append(f"{len(missing_masks)} occlusion mask(s) named in the manifest not found, "
-                        f"those pairs have no occ/noc EPE (first: {missing_masks[0]})")
     nan = nan_pairs(rows)
     if nan:
         warnings.append(f"{len(nan)} pair(s) have NaN in their predicted flow, so their EPE and the "
@@ -274,20 +264,25 @@ def _clean(x):
 
 
 def build_report(manifest, rows, weights=None, model=None, **paths):
-    """The metrics.json content: run description, overall and per-scene summaries (NaN kept:
-    write_report turns it into null)."""
+    """The metrics.json content: run description, the rules applied, overall and per-scene
+    summaries (NaN kept: write_report turns it into null)."""
+    kind = manifest["dataset_type"]
     return ({
         "format": REPORT_FORMAT, "version": REPORT_VERSION, "samples": len(rows),
-        "weights": weights, "model": model, "pass": manifest["pass"],
+        "weights": weights, "model": model, "dataset_type": kind, "pass": manifest["pass"],
+        "split": manifest.get("split"),
         "resize_mode": manifest["resize_mode"], "batch_size": manifest["batch_size"],
         "model_size": manifest["model_size"], **paths,
+        "rules": {rule: metrics.RULE_TEXT[rule] for rule in metrics.RULES[kind]},
         "overall": metrics.summarise(rows), "scenes": metrics.per_scene(rows),
         "nan_pairs": nan_pairs(rows),
     })
 
 
 CSV_COLUMNS = ("index", "scene", "frame", "name", "batch", "slot", "epe", "px1", "px3", "px5",
-               "epe_occ", "epe_noc", "n_valid", "n_occ", "n_noc")
+               "epe_occ", "epe_noc", "n_valid", "n_occ", "n_noc",
+               "fl_all", "fl_noc", "fl_bg", "fl_fg", "n_fl_all", "n_fl_noc", "n_fl_bg", "n_fl_fg",
+               "n_bg_px", "n_fg_px", "out3_all", "out3_noc", "n_out3_all", "n_out3_noc")
 
 
 def write_report(report_dir, report, rows):
@@ -315,12 +310,24 @@ def _cell(x, percent=False):
     return f"{100 * x:.2f}" if percent else f"{x:.4f}"
 
 
+# (heading, summary key, percent?) of the table's columns; a column shows when any row has it
+_COLUMNS = (("EPE", "epe", False), ("EPE pix", "epe_pooled", False), ("px1 %", "px1", True),
+            ("px3 %", "px3", True), ("px5 %", "px5", True), ("EPE occ", "epe_occ", False),
+            ("EPE noc", "epe_noc", False), ("Fl-all %", "fl_all", True), ("Fl-noc %", "fl_noc", True),
+            ("Fl-bg %", "fl_bg", True), ("Fl-fg %", "fl_fg", True), ("Out3 %", "out3_all", True),
+            ("Out3noc %", "out3_noc", True))
+
+
 def format_table(report):
-    """Per scene and overall: pairs, EPE, px1/3/5 (%), EPE occ / noc."""
-    head = (f"{'scene':<18}{'pairs':>6}{'EPE':>9}{'px1 %':>8}{'px3 %':>8}{'px5 %':>8}"
-            f"{'EPE occ':>9}{'EPE noc':>9}")
-    line = lambda name, s: (f"{name:<18}{s['pairs']:>6}{_cell(s['epe']):>9}"
-                            + "".join(f"{_cell(s[k], True):>8}" for k in ("px1", "px3", "px5"))
-                            + f"{_cell(s['epe_occ']):>9}{_cell(s['epe_noc']):>9}")
-    lines = [head] + [line(name, s) for name, s in report["scenes"].items()]
-    return "\n".join(lines + ["-" * len(head), line("all", report["overall"])])
+    """Per scene (when there are several) and overall: pairs, EPE per-image mean and pixel-pooled,
+    px1/3/5 (%), EPE occ / noc, and the dataset's outlier rates (%)."""
+    overall, scenes = report["overall"], report["scenes"]
+    columns = [c for c in _COLUMNS if c[1] in overall and (c[1] in ("epe_occ", "epe_noc") and
+                                                           report["overall"].get("pairs_with_occlusions")
+                                                           or c[1] not in ("epe_occ", "epe_noc"))]
+    width = lambda head: max(9, len(head) + 2)
+    head = f"{'scene':<18}{'pairs':>6}" + "".join(f"{h:>{width(h)}}" for h, _, _ in columns)
+    line = lambda name, s: f"{name:<18}{s['pairs']:>6}" + "".join(
+        f"{_cell(s.get(k), pct):>{width(h)}}" for h, k, pct in columns)
+    body = [line(name, s) for name, s in scenes.items()] if len(scenes) > 1 else []
+    return "\n".join([head] + body + ["-" * len(head), line("all", overall)])
