@@ -45,7 +45,8 @@ def main(argv=None):
     except CustodyError as e:
         raise CustodyError(f"{e} (--unverified scores them anyway)") from None
     rows, warnings = evaluate.evaluate(manifest, predictions, gts, vis_dir=args.vis,
-                                       vis_count=args.vis_count, save_flo_dir=args.save_flo)
+                                       vis_count=args.vis_count, save_flo_dir=args.save_flo,
+                                       weights=weights)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     report = evaluate.build_report(manifest, rows, weights, model, **custody,

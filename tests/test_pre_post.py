@@ -22,7 +22,7 @@ from flownet2.data.flo import read_flo
 from flownet2.data.synthetic import make_synthetic_sintel
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
-from flownet2.score.visualize import caption_height
+from flownet2.score.visualize import STAND_IN_RGB, caption_height
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from sintel_mini import MINI, needs_mini  # noqa: E402
@@ -105,8 +105,9 @@ def _save_one_batch(folder, prep, pred):
     _runner_summary(folder, prep, [0])
 
 
-def _write_predictions(folder, slots, bs, fill, prep):
-    """slots: {(batch, slot): (2, HM, WM) array}; other slots get `fill`; plus the runner's summary."""
+def _write_predictions(folder, slots, bs, fill, prep, **summary):
+    """slots: {(batch, slot): (2, HM, WM) array}; other slots get `fill`; plus the runner's summary
+    (with the extra `summary` fields)."""
     os.makedirs(folder, exist_ok=True)
     batches = sorted({b for b, _ in slots})
     for k in batches:
@@ -115,7 +116,7 @@ def _write_predictions(folder, slots, bs, fill, prep):
             if (k, s) in slots:
                 arr[s] = slots[(k, s)]
         arr.tofile(os.path.join(folder, f"{k}_0.bin"))
-    _runner_summary(folder, prep, batches)
+    _runner_summary(folder, prep, batches, **summary)
 
 
 def _padded_gt_prediction(dataset, i, offset=(0, 0)):
@@ -368,6 +369,20 @@ def test_vis_pictures(dataset, prep3, tmp_path):
     pic = np.asarray(Image.open(tmp_path / "vis" / "synthetic_1_frame_0002.png"))
     assert pic.shape == (H + caption_height(H), 4 * W, 3)  # panels on top, labelled underneath
     assert np.array_equal(pic[:H, :W], _frame(dataset, "synthetic_1", 2))
+    # the same predictions from stand-in weights (the label the runner copies into its summary): the
+    # predicted panel's caption says so, in red, and nothing else changes
+    _write_predictions(tmp_path / "standin", {(i // 3, i % 3): _padded_gt_prediction(dataset, i, (1, 1))
+                                              for i in range(5)}, bs=3, fill=0, prep=prep3,
+                       **{provenance.KEY: "stand-in:seed=0 tensors:0123456789abcdef"})
+    assert post.main(["--gt_path", os.path.join(prep3, "gt"), "--output_path", str(tmp_path / "standin"),
+                      "--batch_size", "3", "--vis", str(tmp_path / "vis2"), "--vis-count", "1"]) == 0
+    flagged = np.asarray(Image.open(tmp_path / "vis2" / "synthetic_1_frame_0001.png"))
+    plain = np.asarray(Image.open(tmp_path / "vis" / "synthetic_1_frame_0001.png"))
+    changed = (flagged != plain).any(-1)
+    assert changed[H:, W:2 * W].any() and not changed[:H].any() and not changed[:, :W].any()
+    assert not changed[:, 2 * W:].any()
+    reddish = lambda p: np.count_nonzero(np.abs(p.astype(int) - STAND_IN_RGB).sum(-1) < 60)
+    assert reddish(flagged[H:, W:2 * W]) > reddish(plain[H:, W:2 * W])
 
 
 def test_scripts_fail_with_one_line(tmp_path):

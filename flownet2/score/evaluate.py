@@ -175,9 +175,9 @@ def iter_pairs(manifest, predictions, gts):
             yield entry, padder.unpad(prediction).transpose(1, 2, 0), gt, masks
 
 
-def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_flo_dir=None):
+def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_flo_dir=None, weights=None):
     """Per-pair metric rows (sorted by pair index) and a list of warning lines.
-    `predictions`, `gts`: from verify()."""
+    `predictions`, `gts`: from verify(); `weights`: the run's weights label, named on stand-in pictures."""
     rows = []
     rules = metrics.RULES[manifest["dataset_type"]]
     pairs = iter_pairs(manifest, predictions, gts)
@@ -188,7 +188,7 @@ def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_f
                                            fg=masks.get("fg"), rules=rules))
         rows.append(row)
         if vis_dir and (vis_count is None or n < vis_count):
-            picture = visualize.side_by_side(sintel.read_rgb(entry["image1"]), flow, gt)
+            picture = visualize.side_by_side(sintel.read_rgb(entry["image1"]), flow, gt, weights=weights)
             save_png(os.path.join(vis_dir, f"{entry['scene']}_{entry['name']}.png"), picture)
         if save_flo_dir:
             write_flo(os.path.join(save_flo_dir, manifest["pass"] or manifest["dataset_type"], entry["scene"],
