@@ -71,8 +71,8 @@ def _runs_by_output(summary, where):
 
 
 def _describe(manifest, manifest_path):
-    return (f"preprocess run {manifest_path} ({manifest['pass']} pass, batch {manifest['batch_size']}, "
-            f"{manifest['num_pairs']} pairs)")
+    what = f"{manifest['pass']} pass" if manifest.get("pass") else manifest.get("dataset_type", "dataset")
+    return f"preprocess run {manifest_path} ({what}, batch {manifest['batch_size']}, {manifest['num_pairs']} pairs)"
 
 
 def _short(d):
