@@ -122,12 +122,14 @@ def run_collection(args, jobs, found):
     if spec is not None:
         jobs = collection.shard(jobs, *spec)
         found += f"; shard {spec[0]}/{spec[1]}: {len(jobs)} of them"
+    if args.ray is not None:
+        from flownet2.runtime import ray_pool
+
+        ray_pool.require_ray()  # before anything is written
     collection.check_settings(settings)
     print(f"input: {found}\noutput: {settings.output}/<video>/ as {args.format}; model: {args.model}")
     tally = collection.Tally(len(jobs), collection.failed_list_path(settings.output, spec))
     if args.ray is not None:
-        from flownet2.runtime import ray_pool
-
         ray_pool.run(jobs, settings, tally, address=args.ray or None, workers=args.workers,
                      accelerator=args.accelerator)
     else:

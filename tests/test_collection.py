@@ -3,7 +3,7 @@ markers and resume, bad videos recorded, shards, and Ray (local, for real).
 
 Real short clips are encoded here (Sintel frames at 64x128 when the sample is present, else random
 frames); a tiny ONNX model (flow = the first frame's channels 0, 1) stands in for the network where
-the plumbing is the point, the stand-in FlowNet2 where a run must last long enough to be killed.
+the plumbing is the point (a slowed copy where a run must last long enough to be killed).
 """
 import json
 import os
@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from sintel_mini import MINI
 from test_predict import encode_video, files_under, run_cli, tiny_model
@@ -53,6 +55,31 @@ def make_collection(root, good=GOOD, bad=BAD):
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("clips")
     return make_collection(root / "videos"), tiny_model(root / "m.onnx", size=(64, 128))
+
+
+def slow_model(path, size=(64, 128), convs=3):
+    """tiny_model's identity flow (channels 0, 1 of x1) plus `convs` 64-channel 3x3 convolutions of x1
+    multiplied by 0 and added: the flow is unchanged, each run takes ~0.1 s (a model worth killing)."""
+    h, w = size
+    rng = np.random.default_rng(0)
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, h, w]) for n, c in
+          (("x1", 3), ("x2", 3), ("flow", 2))]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+             (("starts", [0]), ("ends", [2]), ("axes", [1]))]
+    inits.append(numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "zero"))
+    nodes = [helper.make_node("Slice", ["x1", "starts", "ends", "axes"], ["s1"])]
+    last, channels = "x2", 3
+    for k in range(convs):
+        inits.append(numpy_helper.from_array(rng.standard_normal((64, channels, 3, 3)).astype(np.float32) * 0.01,
+                                             f"w{k}"))
+        nodes.append(helper.make_node("Conv", [last, f"w{k}"], [f"c{k}"], pads=[1, 1, 1, 1]))
+        last, channels = f"c{k}", 64
+    nodes += [helper.make_node("ReduceMean", [last], ["m"], axes=[1], keepdims=1),
+              helper.make_node("Mul", ["m", "zero"], ["nothing"]),
+              helper.make_node("Add", ["s1", "nothing"], ["flow"])]
+    graph = helper.make_graph(nodes, "slow", io[:2], io[2:], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return str(path)
 
 
 def outputs(folder):
@@ -169,37 +196,34 @@ def test_other_settings_into_the_same_folder_are_refused_unless_forced(clips, tm
     assert not [f for f in files_under(tmp_path / "o") if f.endswith(".flo")]
 
 
-def test_kill_9_mid_run_then_rerun_redoes_only_the_unfinished_videos(tmp_path, capsys):
-    """The real stand-in FlowNet2 (64x128) in a subprocess, killed once the first video's marker
-    appears; the rerun and a clean run share one opened model. ~20 s: a Python + torch start, two
-    FlowNet2 builds (~5 s each) and 18 pairs of the full network on the CPU."""
-    videos = make_collection(tmp_path / "v", good={f"c/clip{k}.mp4": 4 for k in range(4)}, bad={})
+def test_kill_9_mid_run_then_rerun_redoes_only_the_unfinished_videos(tmp_path):
+    """The CLI in a subprocess with a model worth killing (~0.1 s a pair), killed once the first
+    video's marker appears; the rerun computes only the unfinished videos' pairs (its summary), and
+    its outputs equal an uninterrupted run's."""
+    videos = make_collection(tmp_path / "v", good={f"c/clip{k}.mp4": 5 for k in range(4)}, bad={})
+    model = slow_model(tmp_path / "slow.onnx")
+
+    def cli(output, wait_for=None):
+        argv = [sys.executable, str(REPO / "Flownet2_predict.py"), "--model", model, "--input", str(videos),
+                "--output", str(output)]
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if wait_for is None:
+            return proc.communicate()[0], proc.returncode
+        deadline = time.monotonic() + 120
+        while not wait_for.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
     out_dir = tmp_path / "o"
-    argv = [sys.executable, str(REPO / "Flownet2_predict.py"), "--model", "stand-in:0", "--input", str(videos),
-            "--output", str(out_dir)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out_dir / "c" / "clip0" / collection.MARKER
-    deadline = time.monotonic() + 120
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    markers = sorted(p.parent.name for p in out_dir.rglob(collection.MARKER))
-    assert markers and len(markers) < 4, markers  # killed in the middle
-    session = collection.Worker(collection.Settings("stand-in:0", str(out_dir))).session(
-        type("S", (), {"size": (64, 128)})())
-    opener = lambda *a, **k: session  # noqa: E731 - the one opened model, shared by both runs
-
-    def run(output):
-        settings = collection.Settings("stand-in:0", str(output))
-        collection.check_settings(settings)
-        tally = collection.Tally(4, collection.failed_list_path(str(output)))
-        return collection.run_jobs(collection.find_jobs(videos)[0], collection.Worker(settings, opener), tally)
-
-    rerun = run(out_dir)
-    assert rerun.counts == {"done": 4 - len(markers), "skipped": len(markers), "busy": 0, "failed": 0}
-    assert rerun.pairs == 3 * (4 - len(markers))  # the model ran only on the unfinished videos
-    clean = run(tmp_path / "clean")
-    assert clean.pairs == 12
+    cli(out_dir, wait_for=out_dir / "c" / "clip0" / collection.MARKER)
+    finished = len(list(out_dir.rglob(collection.MARKER)))
+    assert 1 <= finished < 4  # killed in the middle
+    out, code = cli(out_dir)
+    assert code == 0
+    assert f"videos: {4 - finished} done, {finished} skipped (finished before), 0 failed of 4" in out
+    assert f"pairs: {4 * (4 - finished)} computed" in out  # the model ran only on the unfinished videos
+    out, code = cli(tmp_path / "clean")
+    assert code == 0 and "pairs: 16 computed" in out
     assert outputs(out_dir) == outputs(tmp_path / "clean")
     assert not [f for f in files_under(out_dir) if f.endswith(".tmp") or "lock" in f]

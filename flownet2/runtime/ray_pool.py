@@ -17,7 +17,8 @@ RAY_HINT = 'pip install "ray[default]>=2.9"'
 RETRIES = 2  # actor restarts, and retries of the video it was running
 
 
-def _ray():
+def require_ray():
+    """The ray module, or one line naming the install command."""
     try:
         import ray
     except ImportError:
@@ -53,7 +54,7 @@ class _Actor:
 def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, opener=None):
     """Run `jobs` on Ray (the cluster at `address`, RAY_ADDRESS's, or a new local one); outcomes go to
     `tally`. Outputs must be on a folder every node sees under the same path."""
-    ray = _ray()
+    ray = require_ray()
     started = not ray.is_initialized()
     if started:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
