@@ -111,7 +111,7 @@ def run_collection(args, jobs, found):
         if getattr(args, flag) is not None:
             raise Flownet2Error(f"--{flag} is for a single source; {args.input[0]} is {found}")
     settings = collection.Settings(
-        model=args.model, output=os.path.abspath(args.output), format=args.format, bound=args.bound,
+        model=os.path.abspath(args.model) if os.path.isfile(args.model) else args.model, output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
         force=args.force)

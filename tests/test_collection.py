@@ -147,6 +147,13 @@ def test_two_videos_that_would_share_a_folder_and_list_paths_outside_are_refused
     assert not (tmp_path / "o").exists()
 
 
+def test_a_model_that_cannot_be_opened_stops_the_run_in_one_line(clips, tmp_path, capsys):
+    videos, _ = clips
+    code, _, err = run_cli(["--model", tmp_path / "gone.onnx", "--input", videos, "--output", tmp_path / "o"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].endswith("gone.onnx: model file does not exist")
+    assert not (tmp_path / "o" / "failed.txt").exists()  # not five failed videos: one missing model
+
+
 def test_shards_cover_the_sorted_list_exactly_once(clips, tmp_path, capsys):
     videos, model = clips
     jobs, _ = collection.find_jobs(videos)
@@ -227,3 +234,21 @@ def test_kill_9_mid_run_then_rerun_redoes_only_the_unfinished_videos(tmp_path):
     assert code == 0 and "pairs: 16 computed" in out
     assert outputs(out_dir) == outputs(tmp_path / "clean")
     assert not [f for f in files_under(out_dir) if f.endswith(".tmp") or "lock" in f]
+
+
+def test_ctrl_c_drops_the_current_video_and_says_how_to_resume(tmp_path):
+    videos = make_collection(tmp_path / "v", good={f"c/clip{k}.mp4": 5 for k in range(3)}, bad={})
+    model = slow_model(tmp_path / "slow.onnx")
+    argv = [sys.executable, str(REPO / "Flownet2_predict.py"), "--model", model, "--input", str(videos),
+            "--output", str(tmp_path / "o")]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "o" / "c" / "clip0" / collection.MARKER
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate()[1]
+    assert proc.returncode == 130 and "Run the same command again to resume" in err
+    for folder in (tmp_path / "o" / "c").iterdir():  # each video: complete with its marker, or nothing
+        names = os.listdir(folder)
+        assert collection.MARKER in names or not names, (folder, names)

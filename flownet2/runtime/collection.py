@@ -31,6 +31,10 @@ LIST_EXTS = (".txt", ".lst", ".list")
 SESSIONS_KEPT = 2  # PyTorch models are built per frame size; a mixed collection keeps the last two
 
 
+class ModelError(Flownet2Error):
+    """The model cannot be opened: not one video's fault, so the whole run stops."""
+
+
 @dataclass(frozen=True)
 class Job:
     video: str  # absolute path
@@ -96,7 +100,7 @@ def find_jobs(path):
         videos += [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in frames.VIDEO_EXTS]
     if not videos:
         return None
-    jobs = _jobs([os.path.relpath(v, path) for v in videos], path, path)
+    jobs = _jobs([os.path.relpath(v, path) for v in videos], os.path.abspath(path), path)
     subfolders = len({os.path.dirname(j.key) for j in jobs})
     return jobs, f"a folder tree of {len(jobs)} video(s) in {subfolders} folder(s) ({path})"
 
@@ -180,8 +184,15 @@ class Worker:
         key = None if static else model_size(*source.size)
         if key not in self.sessions:
             s = self.settings
-            self.sessions[key] = self.opener(s.model, batch_size=s.batch_size, size=key, precision=s.precision,
-                                             device=s.device)
+            try:
+                self.sessions[key] = self.opener(s.model, batch_size=s.batch_size, size=key, precision=s.precision,
+                                                 device=s.device)
+            except Exception as e:
+                raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{s.model}: {type(e).__name__}: {e}") \
+                    from None
+            if s.batch_size is not None and self.sessions[key].batch_size != s.batch_size:
+                raise ModelError(f"{s.model}: the model runs batches of {self.sessions[key].batch_size}, "
+                                 f"not {s.batch_size}")
             self.loads += 1
             while len(self.sessions) > SESSIONS_KEPT:
                 self.sessions.popitem(last=False)
@@ -208,6 +219,9 @@ class Worker:
             try:
                 result, label = self._predict(job, folder)
                 failure = None
+            except ModelError:
+                _clear(folder, marker)
+                raise
             except Exception as e:  # one bad video is recorded, the others go on
                 _clear(folder, marker)
                 failure = Outcome(job.key, job.name, "failed", reason=_reason(e, job), loads=self.loads - loads)

@@ -1,8 +1,8 @@
 """A collection on Ray: one actor per GPU, per Ascend NPU or per CPU worker, each a collection.Worker.
 
-Ray stays at this edge (imported here only). Each actor opens its model once and takes one video at
-a time from the driver, which keeps one job in flight per actor (so a slow video delays nobody) and
-records outcomes as they come back. Ray sets CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES for
+Ray stays at this edge (imported here only). Each actor opens its model once and runs one video at
+a time; the driver keeps two queued per actor (one running, the next waiting, so no actor idles on a
+round trip to the driver) and records outcomes as they come back. Ray sets CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES for
 an actor holding a GPU / NPU, so inside it the device is always 0. An actor that dies is restarted
 and its video retried: safe, because a video is finished only once its marker is written, and a
 video another worker holds is skipped (collection.Worker.run).
@@ -15,6 +15,7 @@ from .collection import Outcome, Worker
 
 RAY_HINT = 'pip install "ray[default]>=2.9"'
 RETRIES = 2  # actor restarts, and retries of the video it was running
+IN_FLIGHT = 2  # videos queued per actor: one running, one waiting
 
 
 def require_ray():
@@ -47,6 +48,9 @@ class _Actor:
     def __init__(self, settings, opener):
         self.worker = Worker(settings, opener)
 
+    def ready(self):
+        return True
+
     def run(self, job):
         return self.worker.run(job)
 
@@ -62,9 +66,8 @@ def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, 
         kind, options, count = _resources(ray, accelerator, workers)
         if kind != "cpu":
             settings = dataclasses.replace(settings, device=0)  # the one device Ray hands the actor
-        actor_class = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **options)(_Actor)
-        actors = [actor_class.remote(settings, opener) for _ in range(min(count, len(jobs)) or 1)]
-        _dispatch(ray, actors, list(jobs), tally)
+        actors = start_actors(ray, settings, options, min(count, len(jobs)) or 1, opener)
+        dispatch(ray, actors, list(jobs), tally)
     except KeyboardInterrupt:
         tally.close()
         print("interrupted: run the same command again to resume (finished videos are skipped)",
@@ -77,24 +80,44 @@ def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, 
     return tally
 
 
-def _dispatch(ray, actors, jobs, tally):
-    """One video in flight per actor; the next goes to whichever actor finishes first."""
+def start_actors(ray, settings, options, count, opener=None):
+    """`count` actors, each a Worker; returned once all have started (a cluster that cannot place
+    them waits here, before any video is handed out)."""
+    actor_class = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **options)(_Actor)
+    actors = [actor_class.remote(settings, opener) for _ in range(count)]
+    ray.get([a.ready.remote() for a in actors])
+    return actors
+
+
+def dispatch(ray, actors, jobs, tally):
+    """IN_FLIGHT videos queued per actor (the next is already there when one finishes, so an actor
+    never waits on the driver); each finished one is replaced on the same actor."""
     pending = {}
     jobs.reverse()  # pop() from the end takes them in order
-    for actor in actors:
+
+    def submit(actor):
         if jobs:
             job = jobs.pop()
             pending[actor.run.remote(job)] = (actor, job)
+
+    for _ in range(IN_FLIGHT):
+        for actor in actors:
+            submit(actor)
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
         actor, job = pending.pop(ref)
         try:
             outcome = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, Flownet2Error):  # ModelError: no video can run, so the run stops
+                raise Flownet2Error(str(e.cause)) from None
+            outcome = _failed(job, e)
         except ray.exceptions.RayError as e:  # the actor died more often than it may restart
-            outcome = Outcome(job.key, job.name, "failed", reason=f"Ray: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}")
+            outcome = _failed(job, e)
         tally.add(outcome)
-        if jobs:
-            job = jobs.pop()
-            pending[actor.run.remote(job)] = (actor, job)
+        submit(actor)
 
+
+def _failed(job, error):
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return Outcome(job.key, job.name, "failed", reason=f"Ray: {type(error).__name__}: {first}")
