@@ -95,7 +95,8 @@ def test_a_folder_tree_gives_each_video_what_a_single_run_gives_and_lists_bad_vi
     assert "videos: 3 done, 0 skipped (finished before), 2 failed of 5" in out
     assert "model opened 1 time(s)" in out
     failed = dict(line.split("\t") for line in (tmp_path / "o" / "failed.txt").read_text().splitlines())
-    assert sorted(failed) == ["b/corrupt.mp4", "b/empty.avi"] and all("cannot read video" in r for r in failed.values())
+    assert failed == {"b/corrupt.mp4": "cannot read video (Invalid data found when processing input: 'the video')",
+                      "b/empty.avi": "empty file (0 bytes)"}
     assert not (tmp_path / "o" / "b" / "corrupt").exists() and not (tmp_path / "o" / "b" / "empty").exists()
     got = outputs(tmp_path / "o")
     for name, count in GOOD.items():
@@ -252,3 +253,24 @@ def test_ctrl_c_drops_the_current_video_and_says_how_to_resume(tmp_path):
     for folder in (tmp_path / "o" / "c").iterdir():  # each video: complete with its marker, or nothing
         names = os.listdir(folder)
         assert collection.MARKER in names or not names, (folder, names)
+
+
+def test_the_same_command_twice_at_once_writes_each_video_once(tmp_path):
+    """Two CLI processes on one output folder at the same time: every video is done by exactly one of
+    them, the other skips it, and the files equal a single run's."""
+    videos = make_collection(tmp_path / "v", good={f"c/clip{k}.mp4": 3 for k in range(6)}, bad={})
+    model = slow_model(tmp_path / "slow.onnx")
+
+    def start(output):
+        argv = [sys.executable, str(REPO / "Flownet2_predict.py"), "--model", model, "--input", str(videos),
+                "--output", str(output)]
+        return subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    both = [start(tmp_path / "o"), start(tmp_path / "o")]
+    outs = [p.communicate()[0] for p in both]
+    assert [p.returncode for p in both] == [0, 0], outs
+    done = [int(next(line for line in out.splitlines() if line.startswith("videos: ")).split()[1]) for out in outs]
+    assert sum(done) == 6, outs
+    clean = start(tmp_path / "clean")
+    clean.communicate()
+    assert outputs(tmp_path / "o") == outputs(tmp_path / "clean")

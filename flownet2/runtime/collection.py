@@ -11,6 +11,7 @@ several sharing it, off the same video; a run that finds a video held skips it.
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -260,6 +261,7 @@ def _clear(folder, marker):
 def _reason(error, job):
     text = str(error) if isinstance(error, Flownet2Error) else f"{type(error).__name__}: {error}"
     text = text.replace(job.video + ": ", "").replace(job.video, "the video")
+    text = re.sub(r"\[Errno -?\d+\] ", "", text)  # FFmpeg's error numbers say nothing to a reader
     return " ".join(text.split()) or type(error).__name__
 
 
@@ -291,7 +293,7 @@ class Tally:
         self.loads += outcome.loads
         if outcome.status == "failed":
             self.failures.append(outcome)
-            lines = "".join(f"{o.name}\t{o.reason}\n" for o in self.failures)
+            lines = "".join(f"{o.name}\t{o.reason}\n" for o in sorted(self.failures, key=lambda o: o.key))
             atomic_save(self.failed_path, lines.encode())
             tqdm.write(f"failed: {outcome.name}: {outcome.reason}", file=sys.stderr)
         elapsed = time.perf_counter() - self.t0

@@ -41,6 +41,8 @@ def _resources(ray, accelerator, workers):
     if accelerator != "cpu" and count == 0:
         raise Flownet2Error(f"the Ray cluster has no {accelerator.upper()}: {dict(have)}; "
                             "choose --accelerator cpu")
+    if accelerator != "cpu" and workers and workers > count:  # the extra actors would wait forever
+        raise Flownet2Error(f"{workers} workers asked for, the Ray cluster has {count} {accelerator.upper()}(s)")
     return accelerator, options, workers or count
 
 
@@ -59,6 +61,9 @@ def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, 
     """Run `jobs` on Ray (the cluster at `address`, RAY_ADDRESS's, or a new local one); outcomes go to
     `tally`. Outputs must be on a folder every node sees under the same path."""
     ray = require_ray()
+    if not jobs:  # an empty shard: no cluster to start
+        tally.close()
+        return tally
     started = not ray.is_initialized()
     if started:
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
@@ -66,7 +71,7 @@ def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, 
         kind, options, count = _resources(ray, accelerator, workers)
         if kind != "cpu":
             settings = dataclasses.replace(settings, device=0)  # the one device Ray hands the actor
-        actors = start_actors(ray, settings, options, min(count, len(jobs)) or 1, opener)
+        actors = start_actors(ray, settings, options, min(count, len(jobs)), opener)
         dispatch(ray, actors, list(jobs), tally)
     except KeyboardInterrupt:
         tally.close()
