@@ -16,6 +16,7 @@ in this process; pairs/s and per-video overhead (wall minus model time, per vide
 """
 import argparse
 import glob
+import itertools
 import os
 import platform
 import sys
@@ -27,17 +28,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flownet2.data import flow_formats, frames, sintel  # noqa: E402
-from flownet2.data.flo import read_flo  # noqa: E402
-from flownet2.data.kitti_png import LIMIT as KITTI_LIMIT  # noqa: E402
-from flownet2.runtime import collection  # noqa: E402
+from flownet2.data import flow_formats, frames, sintel
+from flownet2.data.flo import read_flo
+from flownet2.data.kitti_png import LIMIT as KITTI_LIMIT
+from flownet2.runtime import collection
 
 MINI = os.environ.get("FLOWNET2_SINTEL_MINI") or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sintel-mini")
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.processor())
     return f"{os.cpu_count()} cores, {cpu}; load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d')}"
 
 
@@ -129,7 +130,7 @@ def bench_busy(args):
         bare_ms = 0.0
         for job in jobs:
             decoded = list(frames.open_source([job.video]).frames())
-            for a, b in zip(decoded, decoded[1:]):
+            for a, b in itertools.pairwise(decoded):
                 x1, x2 = sintel.normalise_pair(a, b)
                 bare_ms += session.run([padder.pad(x1)[None], padder.pad(x2)[None]])[1]
     pairs = tally.pairs

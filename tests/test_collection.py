@@ -123,8 +123,8 @@ def test_a_list_of_videos_relative_to_its_folder_and_the_same_outputs(clips, tmp
     try:
         jobs, found = collection.find_jobs(listing)
         assert [j.key for j in jobs] == ["a/v1", "b/v3"] and "a list of 2 video(s)" in found
-        code, out, err = run_cli(["--model", model, "--input", listing, "--output", tmp_path / "o",
-                                  "--format", "npy"], capsys)
+        code, _, err = run_cli(["--model", model, "--input", listing, "--output", tmp_path / "o",
+                                "--format", "npy"], capsys)
     finally:
         listing.unlink()
     assert code == 0, err
@@ -183,9 +183,10 @@ def test_a_half_done_video_is_redone_without_stale_files_and_a_held_one_is_left_
     (half / ".frame_0002.flo.abcdefgh.tmp").write_bytes(b"tmp")
     with folder_lock(out_dir / "b" / "v3"):  # another run is writing b/v3 now
         code, out, _ = run_cli(["--model", model, "--input", videos, "--output", out_dir], capsys)
+    assert code == 1  # the two bad videos
     assert "2 done, 0 skipped (finished before), 2 failed, 1 held by another run of 5" in out
     assert files_under(out_dir / "b" / "v3") == []  # untouched: the other run's
-    code, out, _ = run_cli(["--model", model, "--input", videos, "--output", out_dir], capsys)
+    out = run_cli(["--model", model, "--input", videos, "--output", out_dir], capsys)[1]
     assert "1 done, 2 skipped" in out and f"pairs: {GOOD['b/v3.mkv'] - 1} computed" in out
     assert outputs(out_dir) == outputs(clean)
 

@@ -188,7 +188,7 @@ class Worker:
             try:
                 self.sessions[key] = self.opener(s.model, batch_size=s.batch_size, size=key, precision=s.precision,
                                                  device=s.device)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
                 raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{s.model}: {type(e).__name__}: {e}") \
                     from None
             if s.batch_size is not None and self.sessions[key].batch_size != s.batch_size:
@@ -223,7 +223,7 @@ class Worker:
             except ModelError:
                 _clear(folder, marker)
                 raise
-            except Exception as e:  # one bad video is recorded, the others go on
+            except Exception as e:  # noqa: BLE001 - one bad video is recorded (decoder, model, disk), the others go on
                 _clear(folder, marker)
                 failure = Outcome(job.key, job.name, "failed", reason=_reason(e, job), loads=self.loads - loads)
             except BaseException:  # Ctrl-C: nothing half-done stays behind
@@ -305,10 +305,11 @@ class Tally:
 
     def summary(self):
         c, seconds = self.counts, time.perf_counter() - self.t0
-        lines = [f"videos: {c['done']} done, {c['skipped']} skipped (finished before), {c['failed']} failed"
-                 + (f", {c['busy']} held by another run" if c["busy"] else "") + f" of {self.total}",
-                 f"pairs: {self.pairs} computed in {seconds:.1f} s, {self.pairs / seconds:.2f} pairs/s; "
-                 f"model busy {self.model_ms / 1000:.1f} s; model opened {self.loads} time(s)"]
+        held = f", {c['busy']} held by another run" if c["busy"] else ""
+        lines = [(f"videos: {c['done']} done, {c['skipped']} skipped (finished before), {c['failed']} failed"
+                  f"{held} of {self.total}"),
+                 (f"pairs: {self.pairs} computed in {seconds:.1f} s, {self.pairs / seconds:.2f} pairs/s; "
+                  f"model busy {self.model_ms / 1000:.1f} s; model opened {self.loads} time(s)")]
         if self.failures:
             lines.append(f"failed videos and their reasons: {self.failed_path}")
         return lines
