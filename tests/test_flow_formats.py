@@ -106,3 +106,27 @@ def test_gt_reads_every_format_and_scores_only_kittis_valid_pixels(tmp_path, cap
     assert code == 0, err
     [line] = [x for x in out.splitlines() if "mean EPE" in x]
     assert abs(float(line.split("=")[1]) - expected) < 1e-3, out
+
+
+def test_a_folder_of_frames_as_mmaction2_rawframes(tmp_path, capsys):
+    """--format jpg --rgb on a single source: img_N.jpg for every frame (N frames) beside N - 1 flow
+    pairs, numbered from --start-index; the frames come back as JPEGs of the originals."""
+    rng = np.random.default_rng(3)
+    frames = [np.kron(rng.integers(0, 256, (8, 12, 3)), np.ones((8, 8, 1))).astype(np.uint8) for _ in range(3)]
+    write_frames(tmp_path / "f", frames)
+    model = tiny_model(tmp_path / "m.onnx", size=(64, 96))
+    code, _, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "o",
+                            "--format", "jpg", "--rgb", "--start-index", "0"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["flow_x_00000.jpg", "flow_x_00001.jpg", "flow_y_00000.jpg", "flow_y_00001.jpg",
+                     "img_00000.jpg", "img_00001.jpg", "img_00002.jpg"]
+    for n, frame in enumerate(frames):
+        with Image.open(tmp_path / "o" / f"img_{n:05d}.jpg") as img:
+            pixels = np.asarray(img).astype(int)
+        # JPEG's chroma subsampling blurs the colour blocks' edges; swapped channels would be far off
+        error, swapped = np.abs(pixels - frame).mean(), np.abs(pixels - frame[..., ::-1]).mean()
+        assert img.mode == "RGB" and error < 12 and error < swapped / 3, (error, swapped)
+    code, _, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "o",
+                            "--format", "jpg", "--rgb", "--start-index", "0"], capsys)
+    assert code == 2 and "already exists" in err  # a rerun without --force touches nothing
