@@ -1,21 +1,25 @@
-"""Optical flow for your own frames or video, from any model the pipeline makes.
+"""Optical flow for your own frames, video or video collection, from any model the pipeline makes.
 
     python Flownet2_predict.py --model flownet2_bs1_sim_fix.onnx --input frame1.png frame2.png --output out
     python Flownet2_predict.py --model stand-in:0 --input frames/ --output out --png
     python Flownet2_predict.py --model FlowNet2_checkpoint.pth.tar --input clip.mp4 --output out \
         --video out/clip_flow.mp4
+    python Flownet2_predict.py --model FlowNet2_checkpoint.pth.tar --input UCF101/ --output flow \
+        --format jpg --rgb [--shard 2/8 | --ray [ADDRESS]]
 
 Writes <first frame's name>.flo per pair (a video clip.mp4: out/clip/frame_0001.flo, numbered from 1).
+A folder tree of videos or a list of video paths (.txt, one a line) is a collection: one model load,
+OUT/<relative path without extension>/ per video, resumable (rerun the same command).
 """
 import argparse
 import os
 from fractions import Fraction
 
 from flownet2.cli import run_main
-from flownet2.data import frames, sintel
+from flownet2.data import flow_formats, frames, sintel
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
-from flownet2.runtime import predict
+from flownet2.runtime import collection, predict
 from flownet2.runtime.sessions import open_model
 from flownet2.sizes import model_size
 
@@ -26,8 +30,26 @@ def parse_args(argv):
     p.add_argument("--model", required=True,
                    help=".onnx (ONNX Runtime), .om (Ascend, ais_bench), a checkpoint .pth.tar or stand-in:SEED")
     p.add_argument("--input", required=True, nargs="+", metavar="INPUT",
-                   help="two image files, a folder of frames, or a video file")
-    p.add_argument("--output", required=True, help="folder for the .flo files (and --png pictures)")
+                   help="two image files, a folder of frames, a video file; or a collection: a folder tree "
+                        "of videos or a list of video paths (.txt, relative to the list's folder)")
+    p.add_argument("--output", required=True, help="folder for the flow files (and --png pictures)")
+    p.add_argument("--format", choices=flow_formats.FORMATS, default="flo",
+                   help="flo (float32, default); jpg (flow_x_N.jpg / flow_y_N.jpg, 8-bit, as mmaction2 "
+                        "and denseflow); kitti (16-bit PNG, 1/64 px); npy (float16)")
+    p.add_argument("--bound", type=float, default=flow_formats.DEFAULT_BOUND, metavar="PX",
+                   help="jpg: the flow at pixel 0 and 255 is -PX and +PX (default 20, as mmaction2's scripts)")
+    p.add_argument("--start-index", type=int, default=1, metavar="N",
+                   help="jpg: number of the first flow_x / img file (default 1, as mmaction2 reads; denseflow: 0)")
+    p.add_argument("--rgb", action="store_true", help="every frame as img_N.jpg beside the flow (mmaction2 rawframes)")
+    p.add_argument("--shard", metavar="I/N", help="collection: only shard I of N of the sorted videos "
+                   "(Slurm arrays: --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT; one per GPU)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="collection: run on Ray, one worker per GPU / NPU (or --workers CPU workers); "
+                        "without ADDRESS, the cluster in RAY_ADDRESS or a local one")
+    p.add_argument("--workers", type=int, metavar="N", help="--ray: number of workers (default: one per "
+                   "GPU or NPU of the cluster, else 1)")
+    p.add_argument("--accelerator", choices=("gpu", "npu", "cpu"),
+                   help="--ray: what each worker holds (default: gpu if the cluster has GPUs, else npu, else cpu)")
     p.add_argument("--size-mode", choices=sintel.InputPadder.MODES, default="resize",
                    help="how frames reach the model's size: bilinear resize (default, as the official Caffe "
                         "release; u, v rescaled back) or zero padding at the bottom/right")
@@ -37,8 +59,9 @@ def parse_args(argv):
     p.add_argument("--fps", type=Fraction, help="frame rate of --video (default: the source's, else 24)")
     p.add_argument("--flow-radius", type=float, metavar="PX",
                    help="flow magnitude at the colour wheel's rim (default: the first pair's largest)")
-    p.add_argument("--gt", metavar="DIR", help="ground-truth .flo files of the same names: EPE per pair")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--gt", metavar="DIR", help="ground truth of the same names (.flo, KITTI .png, .npy; or "
+                   "flow_x_N.jpg by number): EPE per pair")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs (a collection: redo every video)")
     p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp32",
                    help="PyTorch models: sub-network precision (default fp32)")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
@@ -47,14 +70,24 @@ def parse_args(argv):
         p.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.flow_radius is not None and not args.flow_radius > 0:
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
+    if args.workers is not None and args.workers < 1:
+        p.error(f"--workers must be at least 1, got {args.workers}")
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    found = collection.find_jobs(args.input[0]) if len(args.input) == 1 else None
+    if found is not None:
+        return run_collection(args, *found)
+    for flag in ("shard", "ray", "workers", "accelerator"):
+        if getattr(args, flag) is not None:
+            raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
+                                f"{args.input[0]} is a single source")
+    fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     source = frames.open_source(args.input)
     predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
-                            force=args.force)
+                            force=args.force, fmt=fmt, rgb=args.rgb)
     session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=args.precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
@@ -62,22 +95,58 @@ def main(argv=None):
                             f"not {args.batch_size}")
     (h, w), (mh, mw) = source.size, session.size
     pairs = "" if source.pair_count is None else f", {source.pair_count} pair(s)"
-    print(f"input: {source.path} ({h}x{w}{pairs}); model: {args.model} ({mh}x{mw}, batch "
+    what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
+    print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}); model: {args.model} ({mh}x{mw}, batch "
           f"{session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
     result = predict.predict(session, source, output=args.output, size_mode=args.size_mode, png=args.png,
-                             video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps)
+                             video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps,
+                             fmt=fmt, rgb=args.rgb)
     report(args, result, session.label)
     return 0
+
+
+def run_collection(args, jobs, found):
+    """Every video of the collection (or of its shard), here or on Ray; exit 1 when any failed."""
+    for flag in ("video", "gt"):
+        if getattr(args, flag) is not None:
+            raise Flownet2Error(f"--{flag} is for a single source; {args.input[0]} is {found}")
+    settings = collection.Settings(
+        model=os.path.abspath(args.model) if os.path.isfile(args.model) else args.model, output=os.path.abspath(args.output), format=args.format, bound=args.bound,
+        start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
+        size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
+        force=args.force)
+    settings.flow_format()  # a bad --bound or --start-index is refused before anything is written
+    if args.png and args.format == "kitti":
+        raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; choose one, or another format")
+    spec = collection.parse_shard(args.shard) if args.shard else None
+    if spec is not None:
+        jobs = collection.shard(jobs, *spec)
+        found += f"; shard {spec[0]}/{spec[1]}: {len(jobs)} of them"
+    if args.ray is not None:
+        from flownet2.runtime import ray_pool
+
+        ray_pool.require_ray()  # before anything is written
+    collection.check_settings(settings)
+    print(f"input: {found}\noutput: {settings.output}/<video>/ as {args.format}; model: {args.model}")
+    tally = collection.Tally(len(jobs), collection.failed_list_path(settings.output, spec))
+    if args.ray is not None:
+        ray_pool.run(jobs, settings, tally, address=args.ray or None, workers=args.workers,
+                     accelerator=args.accelerator)
+    else:
+        collection.run_jobs(jobs, collection.Worker(settings), tally)
+    print("\n".join(tally.summary()))
+    return 1 if tally.failures else 0
 
 
 def report(args, result, label):
     if args.gt:
         # a stand-in EPE must never be read without its warning, whichever line a reader greps
         banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(label) else []
-        lines = [f"{row['name']}.flo  EPE = {row['epe']:.6f}" for row in result.rows]
+        suffix = {"flo": ".flo", "kitti": ".png", "npy": ".npy"}.get(args.format, "")
+        lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
         print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
-    wrote = [f"{result.pairs} .flo" + (" + .png" if args.png else "") + f" in {os.path.abspath(args.output)}"]
+    wrote = [f"{result.pairs} .{args.format}" + (" + .png" if args.png else "") + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")
     if result.radius is not None:

@@ -118,6 +118,8 @@ def _folder_source(folder):
 def _video_source(path):
     """Open the video, decode its first two frames (a file that cannot do that is refused now)."""
     av = _av()
+    if os.path.getsize(path) == 0:
+        raise Flownet2Error(f"{path}: empty file (0 bytes)")
     try:
         with av.open(path) as container:
             if not container.streams.video:

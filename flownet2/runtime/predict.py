@@ -8,7 +8,6 @@ writes it. Every file is written atomically; an error stops all three and is rai
 import contextlib
 import os
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,14 +16,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data import frames, sintel
-from ..data.flo import read_flo, write_flo
+from ..data.flo import UNKNOWN_THRESHOLD
+from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
 from ..fileio import save_png
 from ..score import metrics, visualize
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
-_OUR_VIDEO_OUTPUTS = re.compile(r"^frame_\d{4,}\.(flo|png)$")
+GT_EXTS = (".flo", ".png", ".npy")  # ground truth by the pair's name; else a flow_x_N.jpg pair
 
 
 @dataclass
@@ -36,35 +36,57 @@ class Result:
     rows: list = field(default_factory=list)  # [{"name", "epe"}] per pair with ground truth
 
 
-def flo_path(source, output, i):
-    return os.path.join(output, source.pair_name(i) + ".flo")
+def picture_path(source, output, i):
+    return os.path.join(output, source.pair_name(i) + ".png")
 
 
-def gt_path(source, gt_dir, i):
-    """Ground truth for pair i: the .flo of the same file name in `gt_dir`."""
-    return os.path.join(gt_dir, os.path.basename(source.pair_name(i)) + ".flo")
+def gt_path(source, gt_dir, i, fmt=None):
+    """Ground truth for pair i in `gt_dir`: <pair's file name>.flo, .png (KITTI) or .npy, else the
+    flow_x_N.jpg of its number (`fmt`'s start index); the first that exists, else the .flo's name."""
+    name = os.path.basename(source.pair_name(i))
+    candidates = [os.path.join(gt_dir, name + ext) for ext in GT_EXTS]
+    candidates.append(os.path.join(gt_dir, (fmt or FlowFormat("jpg")).files(name, i)[0]))
+    return next((p for p in candidates if os.path.isfile(p)), candidates[0])
 
 
-def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False):
+def video_folder(source, output):
+    """The folder a video's outputs go to: <output>/<video's stem>."""
+    return os.path.join(output, os.path.dirname(source.pair_name(0)))
+
+
+def remove_video_outputs(folder):
+    """Delete our outputs in a video's output folder (every format, pictures, frames); how many."""
+    old = sorted(f for f in os.listdir(folder) if OUTPUT_FILE.match(f)) if os.path.isdir(folder) else []
+    for f in old:
+        os.remove(os.path.join(folder, f))
+    return old
+
+
+def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
     """Refuse, before any work, outputs that exist (unless `force`) and ground truth that does not.
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
     """
+    fmt = fmt or FlowFormat()
+    if png and fmt.kind == "kitti":
+        raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; "
+                            "choose one, or another format")
     if video:
         frames.check_video_out(video)
     existing = [video] if video and os.path.exists(video) else []
     if source.kind == "video":
-        folder = os.path.dirname(flo_path(source, output, 0))
-        old = sorted(f for f in os.listdir(folder) if _OUR_VIDEO_OUTPUTS.match(f)) if os.path.isdir(folder) else []
+        folder = video_folder(source, output)
+        old = sorted(f for f in os.listdir(folder) if OUTPUT_FILE.match(f)) if os.path.isdir(folder) else []
         existing += [os.path.join(folder, f) for f in old]
         if force:
-            for f in old:
-                os.remove(os.path.join(folder, f))
+            remove_video_outputs(folder)
     else:
         for i in range(source.pair_count):
-            path = flo_path(source, output, i)
-            existing += [p for p in (path, path[:-4] + ".png") if os.path.exists(p)]
+            name = source.pair_name(i)
+            paths = [os.path.join(output, f) for f in fmt.files(name, i)] + [picture_path(source, output, i)]
+            paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if rgb]
+            existing += [p for p in dict.fromkeys(paths) if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -72,17 +94,20 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         if not os.path.isdir(gt_dir):
             raise Flownet2Error(f"{gt_dir}: ground-truth folder not found")
         for i in range(source.pair_count or 0):
-            if not os.path.isfile(gt_path(source, gt_dir, i)):
-                raise Flownet2Error(f"{gt_path(source, gt_dir, i)}: ground truth not found")
+            if not os.path.isfile(gt_path(source, gt_dir, i, fmt)):
+                raise Flownet2Error(f"{gt_path(source, gt_dir, i, fmt)}: ground truth not found")
 
 
-def _batches(source, padder, batch_size, model_size, keep_frames):
+def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
     """Yield (first pair index, real pairs, x1, x2, first frames or None); a short last batch is
-    filled by repeating its last pair (a static model always takes `batch_size`)."""
+    filled by repeating its last pair (a static model always takes `batch_size`).
+    `on_frame(n, frame)` sees every frame as it is decoded."""
     shape = (batch_size, 3) + tuple(model_size)
     x1 = x2 = None
     kept, n, previous = [], 0, None
-    for frame in source.frames():
+    for k, frame in enumerate(source.frames()):
+        if on_frame is not None:
+            on_frame(k, frame)
         if previous is not None:
             if x1 is None:
                 x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
@@ -144,35 +169,36 @@ class _Stages:
 
 
 class _Writer:
-    """Everything done with one pair's flow: .flo, EPE, picture, video frame."""
+    """Everything done with one pair's flow: the flow file(s), EPE, picture, video frame."""
 
-    def __init__(self, source, padder, output, *, png, write_video, gt_dir, radius, result, bar):
-        self.source, self.padder, self.output = source, padder, output
+    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar):
+        self.source, self.padder, self.output, self.fmt = source, padder, output, fmt
         self.png, self.write_video, self.gt_dir = png, write_video, gt_dir
         self.result, self.bar = result, bar
         self.result.radius = radius
 
     def pair(self, i, model_flow, frame):
         flow = self.padder.unpad(model_flow).transpose(1, 2, 0)  # (h, w, 2) at the frame's size
-        path = flo_path(self.source, self.output, i)
-        write_flo(path, flow)
+        self.fmt.write(self.output, self.source.pair_name(i), i, flow)
         gt = self._gt(i, flow) if self.gt_dir else None
         if self.png or self.write_video:
             if self.result.radius is None:  # one radius for the whole sequence: the first pair's
                 self.result.radius = visualize.flow_radius(flow if gt is None else gt)
             picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius)
             if self.png:
-                save_png(path[:-4] + ".png", picture)
+                save_png(picture_path(self.source, self.output, i), picture)
             if self.write_video:
                 self.write_video(picture)
         self.result.pairs += 1
         self.bar.update(1)
 
     def _gt(self, i, flow):
-        path = gt_path(self.source, self.gt_dir, i)
+        path = gt_path(self.source, self.gt_dir, i, self.fmt)
         if not os.path.isfile(path):
             raise Flownet2Error(f"{path}: ground truth not found")
-        gt = read_flo(path)
+        gt, valid = self.fmt.read(path)
+        if valid is not None:  # KITTI's invalid pixels become unknown, which the metrics leave out
+            gt = np.where(valid[..., None], gt, np.float32(2 * UNKNOWN_THRESHOLD))
         if gt.shape != flow.shape:
             raise Flownet2Error(f"{path}: ground truth is {gt.shape[0]}x{gt.shape[1]}, the frames are "
                                 f"{flow.shape[0]}x{flow.shape[1]}")
@@ -182,12 +208,14 @@ class _Writer:
 
 
 def predict(session, source, *, output, size_mode="resize", png=False, video=None, gt_dir=None,
-            radius=None, fps=None, progress=True):
+            radius=None, fps=None, progress=True, fmt=None, rgb=False):
     """Run every consecutive pair of `source` through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
-    `sessions.open_model` gives. Call `prepare_outputs` first.
+    `sessions.open_model` gives. `fmt`: a FlowFormat (default .flo); `rgb`: every frame also as
+    mmaction2's img_N.jpg beside the flow. Call `prepare_outputs` first.
     """
+    fmt = fmt or FlowFormat()
     padder = frames.check_size(source, session.size, size_mode)
     result = Result()
     stages = _Stages()
@@ -195,9 +223,11 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
     with bar, _maybe_video(video, fps or source.fps) as write_video:
-        writer = _Writer(source, padder, output, png=png, write_video=write_video, gt_dir=gt_dir,
+        writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
                          radius=radius, result=result, bar=bar)
-        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video))
+        name = source.pair_name(0)
+        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), frame)) if rgb else None
+        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
 
         def read():
             for batch in batches:
