@@ -215,6 +215,24 @@ def test_one_colour_radius_for_the_whole_sequence(tmp_path, capsys):
         assert np.array_equal(picture[:32, 48:96], flow_to_color(flow, radius))
 
 
+def test_pictures_of_stand_in_weights_say_so_in_the_caption(tmp_path, capsys):
+    from flownet2.score.visualize import STAND_IN_RGB
+    write_frames(tmp_path / "f", random_frames(2, 64, 96, seed=4))
+    pictures = []
+    for name, label in (("real", "checkpoint FlowNet2_checkpoint.pth.tar tensors:0123456789abcdef"),
+                        ("standin", "stand-in:seed=0 tensors:0123456789abcdef")):
+        model = tiny_model(tmp_path / f"{name}.onnx", size=(64, 128), label=label)
+        code, _, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / name, "--png",
+                                "--size-mode", "pad"], capsys)
+        assert code == 0, err
+        pictures.append(np.asarray(Image.open(tmp_path / name / "frame_0001.png")).astype(int))
+    real, standin = pictures
+    changed = (real != standin).any(-1)
+    assert changed[64:, 96:].any() and not changed[:64].any() and not changed[:, :96].any()
+    reddish = lambda p: np.count_nonzero(np.abs(p - STAND_IN_RGB).sum(-1) < 60)
+    assert reddish(standin[64:, 96:]) > reddish(real[64:, 96:])
+
+
 def test_ground_truth_gives_epe_per_pair_and_the_stand_in_banner(tmp_path, capsys):
     imgs = random_frames(3, 20, 30, seed=2)
     write_frames(tmp_path / "f", imgs)

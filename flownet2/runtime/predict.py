@@ -171,8 +171,9 @@ class _Stages:
 class _Writer:
     """Everything done with one pair's flow: the flow file(s), EPE, picture, video frame."""
 
-    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar):
+    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights):
         self.source, self.padder, self.output, self.fmt = source, padder, output, fmt
+        self.weights = weights  # named on the pictures when they are stand-ins
         self.png, self.write_video, self.gt_dir = png, write_video, gt_dir
         self.result, self.bar = result, bar
         self.result.radius = radius
@@ -184,7 +185,7 @@ class _Writer:
         if self.png or self.write_video:
             if self.result.radius is None:  # one radius for the whole sequence: the first pair's
                 self.result.radius = visualize.flow_radius(flow if gt is None else gt)
-            picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius)
+            picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius, weights=self.weights)
             if self.png:
                 save_png(picture_path(self.source, self.output, i), picture)
             if self.write_video:
@@ -224,7 +225,7 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
     t0 = time.perf_counter()
     with bar, _maybe_video(video, fps or source.fps) as write_video:
         writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
-                         radius=radius, result=result, bar=bar)
+                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None))
         name = source.pair_name(0)
         on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), frame)) if rgb else None
         batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
