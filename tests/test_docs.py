@@ -154,7 +154,7 @@ def _argparse_flags(cli):
     def capture(parser, *args, **kwargs):
         raise _Parser(parser)
 
-    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    saved_argv, saved_path, saved_modules = sys.argv[:], sys.path[:], set(sys.modules)
     sys.path[:0] = [str(STANDINS)] if cli == "ais_bench" else [str((REPO / cli).parent)] if cli.endswith(".py") else []
     sys.argv = [cli, "--help"]
     try:
@@ -170,6 +170,9 @@ def _argparse_flags(cli):
         return set(found.args[0]._option_string_actions)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
+        for name in set(sys.modules) - saved_modules:  # the stand-in ais_bench must not look installed later
+            if name.split(".")[0] in ("ais_bench", "standin_atc"):
+                del sys.modules[name]
     raise AssertionError(f"{cli}: no argparse parser reached")
 
 
