@@ -145,7 +145,7 @@ def describe_keys(keys):
     for k in keys:
         top = k.split(".")[0]
         groups[top] = groups.get(top, 0) + 1
-    shown = sorted(groups.items(), key=lambda kv: -kv[1])[:6]
+    shown = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))[:6]  # most keys first, then by name
     more = f", ... {len(groups) - len(shown)} more" if len(groups) > len(shown) else ""
     tops = ", ".join(f"{name}.* x{n}" for name, n in shown) + more
 
