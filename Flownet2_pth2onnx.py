@@ -13,8 +13,8 @@ import sys
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
 from flownet2.model.checkpoint import load_model, save_checkpoint
-from flownet2.model.family import MEMBERS, arch_key
 from flownet2.model.export import describe, example_inputs, export_onnx
+from flownet2.model.family import MEMBERS, arch_key
 from flownet2.model.ops import CORRELATION_MODES
 from flownet2.model.provenance import STAND_IN_BANNER, is_stand_in, stand_in_seed
 

@@ -22,7 +22,15 @@ import torch
 
 from ..errors import Flownet2Error
 from ..sizes import check_input_size
-from .networks import DIV_FLOW, FlowNet2, FlowNetC, FlowNetS, FlowNetSD, StackedFlowNet, up4
+from .networks import (
+    DIV_FLOW,
+    FlowNet2,
+    FlowNetC,
+    FlowNetS,
+    FlowNetSD,
+    StackedFlowNet,
+    up4,
+)
 
 DEFAULT_ARCH = "flownet2"
 
@@ -122,7 +130,7 @@ def build(arch=DEFAULT_ARCH, corr_mode="matmul"):
     return MEMBERS[arch_key(arch)][1](corr_mode)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def member_shapes(arch):
     """{key: shape} of a member's state dict, from a model built on the meta device (no memory)."""
     with torch.device("meta"):
