@@ -21,7 +21,6 @@ import functools
 import torch
 
 from ..errors import Flownet2Error
-from ..sizes import check_input_size
 from .networks import (
     DIV_FLOW,
     FlowNet2,
@@ -29,6 +28,7 @@ from .networks import (
     FlowNetS,
     FlowNetSD,
     StackedFlowNet,
+    check_frames,
     up4,
 )
 
@@ -41,10 +41,10 @@ class _OneNetwork:
     network (unprefixed keys) and `super().forward` is its forward."""
 
     flow_heads = ("predict_flow2",)
+    subnet_dtype = None  # torch_backend.py sets it per model to run the network in fp16/bf16
 
     def forward(self, x1, x2):
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            check_input_size(x1.shape[-2], x1.shape[-1])
+        check_frames(x1)
         x = torch.cat((x1, x2), 1)
         if self.subnet_dtype is None:
             flow = super().forward(x)
@@ -54,9 +54,7 @@ class _OneNetwork:
 
 
 class FlowNet2C(_OneNetwork, FlowNetC):
-    def __init__(self, corr_mode="matmul"):
-        super().__init__(corr_mode)
-        self.subnet_dtype = None
+    pass
 
 
 class FlowNet2S(_OneNetwork, FlowNetS):
@@ -64,7 +62,6 @@ class FlowNet2S(_OneNetwork, FlowNetS):
 
     def __init__(self, corr_mode=None):  # corr_mode: accepted so every member is built alike; unused
         super().__init__(input_channels=6)
-        self.subnet_dtype = None
 
 
 class FlowNet2SD(_OneNetwork, FlowNetSD):
@@ -72,7 +69,6 @@ class FlowNet2SD(_OneNetwork, FlowNetSD):
 
     def __init__(self, corr_mode=None):  # corr_mode: accepted so every member is built alike; unused
         super().__init__()
-        self.subnet_dtype = None
 
 
 class FlowNet2CS(StackedFlowNet):

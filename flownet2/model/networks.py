@@ -169,6 +169,12 @@ class FlowNetFusion(_Encoder, nn.Module):
         return self.predict_flow0(self.inter_conv0(concat0))
 
 
+def check_frames(x1):
+    """The size rule on a model's input, except while tracing or compiling (shapes are static there)."""
+    if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+        check_input_size(x1.shape[-2], x1.shape[-1])
+
+
 def up4(flow, mode):
     """x4 upsampling of a flow: "bilinear" (align_corners=False, as nn.Upsample) or "nearest"."""
     if mode == "bilinear":
@@ -202,8 +208,7 @@ class StackedFlowNet(nn.Module):
 
     def _chain(self, x1, x2, refinements):
         """(x1|x2, flow): FlowNetC, then each (FlowNetS name, upsampling mode) of `refinements` in turn."""
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            check_input_size(x1.shape[-2], x1.shape[-1])
+        check_frames(x1)
         x = torch.cat((x1, x2), 1)
         flow = up4(self._subnet(self.flownetc, x) * DIV_FLOW, "bilinear")
         for name, mode in refinements:
