@@ -3,7 +3,8 @@
 The reference is NVIDIA's own code: the patched upstream's models.FlowNet2C etc. (tests/upstream.py), on
 the CPU with the same seeded weights, fed the raw frames it normalises itself; ours gets the frames
 normalised by the toolkit's preprocessing. One real-frame size (64x128) at batch 2 per member.
-Exporting five members (40-117M parameters each) is most of this module's ~40 s.
+Exporting five members (40-117M parameters each) is most of this module's ~50 s; FlowNet2-C's Ascend road
+(441-slice correlation, fix_onnx, a second save) is 18 s of it.
 """
 import argparse
 import copy
@@ -59,7 +60,7 @@ def test_member_export_gives_nvidias_flow(arch, upstream_models, frames, tmp_pat
     """Each member: stand-in weights -> ONNX export -> the runner's ONNX Runtime session, against NVIDIA's
     member on the same weights. FlowNet2-C takes the Ascend road: --ascend-compat (slices correlation),
     fix_onnx's rewrites and the ATC op list (the other members' layers are all in FlowNet2-C or FlowNet2,
-    whose Ascend road is tested on its own; ~7 s per member, 14 s for C)."""
+    whose Ascend road is tested on its own; 3-9 s per member, 18 s for C)."""
     raw, x1, x2 = frames
     ascend = arch == "c"
     model, label = load_model(f"stand-in:{arch}:{SEED}", corr_mode="slices" if ascend else "matmul")
