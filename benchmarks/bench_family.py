@@ -14,7 +14,6 @@ padding cut off). The last column scales the Ascend guide's 14.36 pairs/s for Fl
 GFLOP: an estimate, not a measurement. Inputs are named by content (sha256 of every frame file).
 """
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -33,6 +32,7 @@ from profile_ort import conv_flops  # noqa: E402  (this folder is on sys.path wh
 from sintel_mini import MINI  # noqa: E402
 
 from flownet2.data.sintel import InputPadder, find_pairs, normalise_pair, read_rgb  # noqa: E402
+from flownet2.fileio import file_digest  # noqa: E402
 from flownet2.model import family  # noqa: E402
 from flownet2.model.checkpoint import load_model  # noqa: E402
 from flownet2.model.export import example_inputs, export_onnx, graph_summary  # noqa: E402
@@ -56,7 +56,7 @@ def matmul_flops(model):
 
 
 def load_pairs(limit, size):
-    """[(x1, x2, real rows, [(path, sha256[:12]), ...])] for the sintel-mini clean pairs."""
+    """[(x1, x2, real rows, [(path, "sha256:<12 hex>"), ...])] for the sintel-mini clean pairs."""
     if MINI is None:
         sys.exit("sintel-mini not found (set FLOWNET2_SINTEL_MINI)")
     pairs, _ = find_pairs(MINI, "clean")
@@ -66,7 +66,7 @@ def load_pairs(limit, size):
         img1, img2 = (read_rgb(path)[:size[0], :size[1]] for path in (pair.image1, pair.image2))
         padder = InputPadder(img1.shape[:2], size)
         x1, x2 = normalise_pair(img1, img2)
-        names = [(p, hashlib.sha256(open(p, "rb").read()).hexdigest()[:12]) for p in (pair.image1, pair.image2)]
+        names = [(p, file_digest(p)[:19]) for p in (pair.image1, pair.image2)]  # sha256: and 12 hex digits
         out.append((padder.pad(x1)[None], padder.pad(x2)[None], img1.shape[0], names))
     return out
 
@@ -106,7 +106,7 @@ def main():
     size = (args.height, args.width)
     pairs = load_pairs(args.pairs, size)
     for _, _, _, names in pairs:
-        print("pair: " + "  ".join(f"{os.path.relpath(path, MINI)} sha256:{digest}" for path, digest in names))
+        print("pair: " + "  ".join(f"{os.path.relpath(path, MINI)} {digest}" for path, digest in names))
     with tempfile.TemporaryDirectory() as folder:
         rows = []
         for arch in members:
