@@ -1,22 +1,39 @@
-"""FlowNet2 checkpoint -> ONNX (inputs x1, x2; output flow), as in the Ascend guide.
+"""FlowNet2 checkpoint -> ONNX (inputs x1, x2; output flow), as in the Ascend guide. Any member of the
+family (FlowNet2, FlowNet2-C, -S, -SD, -CS, -CSS): the checkpoint's keys say which one it is.
 
   python Flownet2_pth2onnx.py --batch_size 1 --input_path FlowNet2_checkpoint.pth.tar --out_path flownet2_bs1.onnx
   python Flownet2_pth2onnx.py --init random --seed 0 --out_path standin.onnx   # stand-in weights
   python Flownet2_pth2onnx.py --ascend-compat --input_path FlowNet2_checkpoint.pth.tar --out_path fn2_310p.onnx
+  python Flownet2_pth2onnx.py --input_path FlowNet2-CSS_checkpoint.pth.tar --arch css --out_path css_bs1.onnx
+  python Flownet2_pth2onnx.py --init random --arch sd --out_path sd_standin.onnx    # stand-in FlowNet2-SD
 """
 import argparse
 import sys
 
 from flownet2.cli import run_main
+from flownet2.errors import Flownet2Error
 from flownet2.model.checkpoint import load_model, save_checkpoint
 from flownet2.model.export import describe, example_inputs, export_onnx
+from flownet2.model.family import MEMBERS, arch_key
 from flownet2.model.ops import CORRELATION_MODES
 from flownet2.model.provenance import STAND_IN_BANNER, is_stand_in, stand_in_seed
 
 
+def _arch(text):
+    try:
+        return arch_key(text)
+    except Flownet2Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_path", help="official FlowNet2_checkpoint.pth.tar (or a compatible state dict)")
+    p.add_argument("--input_path", help="official FlowNet2_checkpoint.pth.tar, or another member's checkpoint "
+                                        "(or a compatible state dict)")
+    p.add_argument("--arch", type=_arch, metavar="MEMBER",
+                   help="the family member expected: " + ", ".join(f"{k} ({n})" for k, (n, _) in MEMBERS.items())
+                        + "; a checkpoint of another member is refused (default: whichever its keys show); "
+                          "with --init random, the member to make (default flownet2)")
     p.add_argument("--out_path", required=True, help="ONNX file to write (parent folders are created)")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--height", type=int, default=448)
@@ -51,7 +68,7 @@ def main(argv=None):
     args = parse_args(argv)
     inputs = example_inputs(args.batch_size, args.height, args.width)  # checked before loading 620 MB of weights
     weights = args.seed if args.init == "random" else args.input_path
-    model, label = load_model(weights, corr_mode=args.correlation, unsafe_pickle=args.unsafe_pickle)
+    model, label = load_model(weights, arch=args.arch, corr_mode=args.correlation, unsafe_pickle=args.unsafe_pickle)
     if is_stand_in(label):
         print(STAND_IN_BANNER, file=sys.stderr)
     if args.save_checkpoint:

@@ -17,7 +17,10 @@
 #   --split-file FILE    FlyingChairs: FlyingChairs_train_val.txt (its validation pairs)
 #   --synthetic LAYOUT   layout of the synthetic set made without --dataset (default sintel)
 #   --pass clean|final   Sintel: default clean
-#   --checkpoint FILE    FlowNet2_checkpoint.pth.tar (default: stand-in weights, seed 0, flagged loudly)
+#   --checkpoint FILE    FlowNet2_checkpoint.pth.tar (default: stand-in weights, seed 0, flagged loudly), or
+#                        a smaller member's (FlowNet2-C, -S, -SD, -CS, -CSS: its keys say which)
+#   --arch MEMBER        flownet2 | c | s | sd | cs | css: the member expected of --checkpoint, or the member
+#                        of the stand-in weights (default: the checkpoint's own; flownet2 for stand-ins)
 #   --batch-size N       default 1; used by every stage
 #   --soc NAME           e.g. Ascend310P3 (default: read from npu-smi by scripts/atc.sh)
 #   --backend B          auto (default: ascend when atc and ais_bench are installed) | ascend | onnxruntime
@@ -45,10 +48,10 @@ die() { echo "run_all.sh: error: $*" >&2; exit 2; }
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 dataset="" dataset_type="" size="" size_mode="" split_file="" synthetic="sintel" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
-height="" width="" correlation="" loop=5 force=0 precision="" torch_mode="" emulate=""
+height="" width="" correlation="" loop=5 force=0 precision="" torch_mode="" emulate="" arch=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dataset|--dataset-type|--size|--size-mode|--split-file|--synthetic|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate)
+    --dataset|--dataset-type|--size|--size-mode|--split-file|--synthetic|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate|--arch)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
         --dataset) dataset="$2" ;; --dataset-type) dataset_type="$2" ;; --size) size="$2" ;;
@@ -57,6 +60,7 @@ while [ $# -gt 0 ]; do
         --batch-size) bs="$2" ;; --soc) soc="$2" ;; --backend) backend="$2" ;; --workdir) work="$2" ;;
         --height) height="$2" ;; --width) width="$2" ;; --correlation) correlation="$2" ;; --loop) loop="$2" ;;
         --precision) precision="$2" ;; --torch-mode) torch_mode="$2" ;; --emulate) emulate="$2" ;;
+        --arch) arch="$2" ;;
       esac
       shift 2 ;;
     --force) force=1; shift ;;
@@ -175,7 +179,7 @@ read -r model_h model_w < <("$PYTHON" -m flownet2.stages model-size "$prep/manif
 
 if [ "$backend" = torch ]; then
   # PyTorch runs the checkpoint itself: no ONNX stages. The runner reads the model from --model.
-  model="${checkpoint:-stand-in:0}"
+  model="${checkpoint:-stand-in:${arch:+$arch:}0}"
   backend_args=(--backend torch --model_size "$model_h,$model_w" ${precision:+--precision "$precision"}
                 ${torch_mode:+--torch_mode "$torch_mode"})
   post_model=()  # the weights label travels in the runner's summary
@@ -185,7 +189,7 @@ else
   [ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
   stage export --in "$checkpoint" --out "$onnx" -- \
     "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
-    --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"}
+    --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"} ${arch:+--arch "$arch"}
 
   sim="$work/flownet2_bs${bs}_sim.onnx"
   # onnxsim appends to an existing <out>.data side file, so the old one goes first

@@ -1,35 +1,26 @@
 """flownet2.patch: well-formed and minimal; applied to NVIDIA/flownet2-pytorch at 2e9e010 it gives our flow.
 
-The upstream tests need a git checkout of NVIDIA/flownet2-pytorch (any commit that contains 2e9e010):
+The upstream tests need NVIDIA/flownet2-pytorch at 2e9e010: the shared tarball (found by
+tests/upstream.py), or a git checkout of your own:
     FLOWNET2_UPSTREAM=/path/to/flownet2-pytorch python -m pytest tests/test_patch.py
-The checkout itself is never modified: it is cloned into a temporary folder first.
+The source itself is never modified: it is cloned into a temporary folder first.
 """
 import argparse
 import contextlib
 import os
 import re
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from sintel_mini import MINI_DIR
+from upstream import PATCH, ROOT, frame_batches, imported_models, patched_checkout, run
 
 import flownet2.model.ops
-from flownet2.data.sintel import normalise_pair, read_rgb
 from flownet2.model.checkpoint import stand_in_state_dict
 from flownet2.model.networks import FlowNet2
 
-ROOT = Path(__file__).resolve().parents[1]
-PATCH = ROOT / "flownet2.patch"
-UPSTREAM_COMMIT = "2e9e010c98931bc7cef3eb063b195f1e0ab470ba"
 PATCHED_FILES = {"models.py", "networks/FlowNetC.py"}
 CRLF_FILES = {"models.py"}  # upstream's models.py has CRLF line ends; the patch must keep them
-SINTEL = MINI_DIR / "training" / "clean"
-PAIRS = [("alley_1", 1), ("market_5", 2)]  # (scene, first frame): batch item 0 and 1
 TOL_PX = 1e-4
 SEED = 5
 
@@ -110,41 +101,16 @@ def test_patch_takes_layers_from_toolkit_and_drops_compiled_packages(patch_files
 
 # ---------------------------------------------------------------- applied to an upstream checkout
 
-def _run(cmd, cwd, **kw):
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, **kw)
-
-
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A fresh clone of $FLOWNET2_UPSTREAM, reset to 2e9e010 and patched as the README says."""
-    src = os.environ.get("FLOWNET2_UPSTREAM")
-    if not src:
-        pytest.skip("FLOWNET2_UPSTREAM is not set: point it at a git checkout of NVIDIA/flownet2-pytorch "
-                    "to test flownet2.patch against upstream")
-    for tool in ("git", "patch"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"`{tool}` is not installed")
-    dst = tmp_path_factory.mktemp("upstream") / "flownet2-pytorch"
-    r = _run(["git", "clone", "--quiet", "--no-checkout", src, str(dst)], cwd=None)
-    assert r.returncode == 0, f"FLOWNET2_UPSTREAM={src}: not a git checkout ({r.stderr.strip()})"
-    r = _run(["git", "reset", "--quiet", "--hard", UPSTREAM_COMMIT], cwd=dst)
-    assert r.returncode == 0, (f"FLOWNET2_UPSTREAM={src}: has no commit {UPSTREAM_COMMIT[:7]} "
-                               f"(a shallow clone? `git fetch --unshallow`): {r.stderr.strip()}")
-    r = _run(["git", "apply", "--check", str(PATCH)], cwd=dst)
-    assert r.returncode == 0, f"git apply --check: {r.stderr}"
-    with open(PATCH, "rb") as f:
-        r = _run(["patch", "-p1", "--batch"], cwd=dst, stdin=f)
-    assert r.returncode == 0, f"patch -p1: {r.stdout}{r.stderr}"
-    # Exact application only: no "Hunk #n succeeded at ... (offset/fuzz)".
-    assert all(line.startswith("patching file ") for line in r.stdout.splitlines()), r.stdout
-    return dst
+    return patched_checkout(tmp_path_factory)
 
 
 def _python(code, cwd, pythonpath):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    return _run([sys.executable, "-c", code], cwd=cwd, env=env, timeout=120)
+    return run([sys.executable, "-c", code], cwd=cwd, env=env, timeout=120)
 
 
 def test_import_models_needs_no_compiled_extension(checkout):
@@ -170,41 +136,14 @@ def test_import_models_without_toolkit_says_how_to_install(checkout):
 
 @pytest.fixture(scope="module")
 def models(checkout):
-    """Upstream's patched models.py imported in this process (and unloaded afterwards)."""
-    names = ("models", "networks")
-    saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in names}
-    for k in saved:
-        del sys.modules[k]
-    sys.path.insert(0, str(checkout))
-    try:
-        import models as upstream_models
+    with imported_models(checkout) as upstream_models:
         yield upstream_models
-    finally:
-        sys.path.remove(str(checkout))
-        for k in [k for k in sys.modules if k.split(".")[0] in names]:
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 def test_layers_are_the_toolkits(models):
     assert models.Resample2d is flownet2.model.ops.Resample2d
     assert models.ChannelNorm is flownet2.model.ops.ChannelNorm
     assert models.FlowNetC.Correlation is flownet2.model.ops.Correlation
-
-
-def _frames(h, w, batch):
-    """uint8 frame pairs, batch x 2 x (h, w, 3): Sintel crops where available, else seeded noise."""
-    pairs = []
-    for scene, n in PAIRS[:batch]:
-        paths = [SINTEL / scene / f"frame_{n + k:04d}.png" for k in (0, 1)]
-        if all(p.exists() for p in paths):
-            # Crop from the middle of the 436 x 1024 frame: textured, with real motion.
-            pairs.append([read_rgb(p)[150:150 + h, 400:400 + w] for p in paths])
-        else:
-            rng = np.random.default_rng(len(pairs))
-            img = rng.integers(0, 256, (h + 4, w + 4, 3), dtype=np.uint8)
-            pairs.append([img[2:2 + h, 2:2 + w], img[1:1 + h, 4:4 + w]])
-    return pairs
 
 
 def _devices():
@@ -238,14 +177,9 @@ def two_models(models):
 @pytest.mark.parametrize("h,w,batch", [(64, 128, 1), (64, 128, 2), (128, 192, 1), (128, 192, 2)])
 def test_patched_upstream_gives_our_flow(two_models, device, h, w, batch):
     ours, theirs = (m.to(device) for m in two_models)
-    pairs = _frames(h, w, batch)
     # (a) upstream's own call: raw 0..255 frames, B x 3 x 2 x H x W; it normalises them itself.
-    raw = torch.from_numpy(np.stack([np.stack(p) for p in pairs]).astype(np.float32))  # B,2,H,W,3
-    raw = raw.permute(0, 4, 1, 2, 3).to(device)
     # Ours takes frames normalised by the toolkit's preprocessing.
-    norm = [normalise_pair(*p) for p in pairs]
-    x1 = torch.from_numpy(np.stack([n[0] for n in norm])).to(device)
-    x2 = torch.from_numpy(np.stack([n[1] for n in norm])).to(device)
+    raw, x1, x2 = (t.to(device) for t in frame_batches(h, w, batch))
     with torch.no_grad(), _exact_fp32():
         want = ours(x1, x2)
         got_raw = theirs(raw)

@@ -6,6 +6,11 @@ its name it is not a tar archive. We also accept a bare state dict, zip-format f
 seed under an extra key, so whatever is made from it stays labelled stand-in.
 
     model, label = load_model("FlowNet2_checkpoint.pth.tar")   # or load_model(0): stand-in seed 0
+    model, label = load_model("FlowNet2-CSS_checkpoint.pth.tar")  # any member, told by its keys
+    model, label = load_model("stand-in:css:0")                 # stand-in weights of a member
+
+The member a checkpoint holds is read from its keys (family.identify); `arch` says which one is
+expected, and a checkpoint of another member is refused with both names.
 """
 import hashlib
 import math
@@ -16,8 +21,7 @@ import torch
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write
-from . import provenance
-from .networks import FlowNet2
+from . import family, provenance
 from .ops import CORRELATION_MODES
 
 # Extra keys of the official layout, for stand-in weights only (NVIDIA's loader reads 'state_dict'
@@ -80,12 +84,14 @@ def extract_state_dict(obj, path="checkpoint"):
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
-def check_state_dict(state, expected, path="checkpoint"):
-    """Raise one clear error if keys or shapes differ from `expected` (a model's state_dict)."""
+def check_state_dict(state, expected, path="checkpoint", *, what="FlowNet2"):
+    """Raise one clear error if keys or shapes differ from `expected` (a model's state_dict, or
+    {key: shape}); `what` names the network expected."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shaped = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    shapes = {k: tuple(getattr(v, "shape", v)) for k, v in expected.items()}  # tensors or shape tuples
+    shaped = [f"{k} {tuple(state[k].shape)} != {shapes[k]}"
+              for k in expected if k in state and tuple(state[k].shape) != shapes[k]]
     if not (missing or unexpected or shaped):
         return
     parts = []
@@ -94,17 +100,44 @@ def check_state_dict(state, expected, path="checkpoint"):
             more = f", ... {len(items) - _SHOW} more" if len(items) > _SHOW else ""
             parts.append(f"{len(items)} {name} ({', '.join(items[:_SHOW])}{more})")
     raise Flownet2Error(
-        f"{path}: not a FlowNet2 checkpoint: expected {len(expected)} tensors, got {len(state)}; "
+        f"{path}: not a {what} checkpoint: expected {len(expected)} tensors, got {len(state)}; "
         + "; ".join(parts))
 
 
 def load_flownet2(model, path, unsafe_pickle=False):
     """Load the official (or compatible) checkpoint into `model`; returns the raw extras (epoch...)."""
     raw = load_raw(path, unsafe_pickle)
-    state = extract_state_dict(raw, path)
-    check_state_dict(state, model.state_dict(), path)
+    _load_state(model, extract_state_dict(raw, path), path)
+    return _extras(raw)
+
+
+def _load_state(model, state, path, what="FlowNet2"):
+    check_state_dict(state, model.state_dict(), path, what=what)
     model.load_state_dict({k: v.float() for k, v in state.items()})
+
+
+def _extras(raw):
     return {k: v for k, v in raw.items() if k != "state_dict"} if isinstance(raw, dict) and "state_dict" in raw else {}
+
+
+def checkpoint_arch(state, path="checkpoint", arch=None):
+    """The arch key of the member `state` holds; with `arch` given, refuse any other member.
+
+    Keys fitting no member: with `arch`, the key-by-key difference from that member; else what the
+    keys look like.
+    """
+    want = None if arch is None else family.arch_key(arch)
+    try:
+        found = family.identify(state, path)
+    except Flownet2Error:
+        if want is None:
+            raise
+        check_state_dict(state, family.member_shapes(want), path, what=family.member_name(want))
+        raise
+    if want is not None and found != want:
+        raise Flownet2Error(f"{path}: a {family.member_name(found)} checkpoint (by its keys), "
+                            f"not the {family.member_name(want)} asked for")
+    return found
 
 
 def stand_in_state_dict(model, seed):
@@ -151,30 +184,45 @@ def save_checkpoint(path, state_dict, epoch=0, best_epe=float("nan"), *, stand_i
         torch.save(payload, f, _use_new_zipfile_serialization=False)
 
 
-def _file_label(path, extras, tensors):
+def _file_label(path, extras, tensors, member=None):
     """The label of weights read from `path`: stand-in if the file says so, else by content."""
     seed = extras.get(STAND_IN_SEED)
     if seed is None:
-        return provenance.checkpoint_label(path, tensors)
+        return provenance.checkpoint_label(path, tensors, member)
     changed = "" if extras.get(SAVED_TENSORS) == tensors else ",changed-after-saving"
-    return provenance.stand_in_label(f"{seed}{changed}", tensors)
+    return provenance.stand_in_label(f"{seed}{changed}", tensors, member)
 
 
-def load_model(weights, *, corr_mode="matmul", unsafe_pickle=False):
-    """(FlowNet2 in eval mode on the CPU, weights label) from a checkpoint path or a stand-in seed.
+def load_model(weights, *, arch=None, corr_mode="matmul", unsafe_pickle=False):
+    """(a FlowNet2 family member in eval mode on the CPU, weights label) from a checkpoint or a stand-in seed.
 
-    `weights`: an int seed (or "stand-in:N") for stand-in weights, else a checkpoint file.
+    `weights`: an int seed, "stand-in:SEED" or "stand-in:MEMBER:SEED" for stand-in weights, else a
+    checkpoint file, whose keys say the member. `arch` (a key or name: "css", "FlowNet2-CSS"): the
+    member expected; stand-in weights default to FlowNet2.
     """
     if corr_mode not in CORRELATION_MODES:
         raise Flownet2Error(f"correlation mode must be one of {', '.join(CORRELATION_MODES)}, got {corr_mode!r}")
-    if isinstance(weights, str) and weights.startswith("stand-in:") and weights[9:].isdigit():
-        weights = int(weights[9:])
+    want = None if arch is None else family.arch_key(arch)
+    spec = provenance.stand_in_spec(weights) if isinstance(weights, str) else None
+    if spec is not None:
+        member = None if spec[0] is None else family.arch_key(spec[0])
+        if member is not None and want is not None and member != want:
+            raise Flownet2Error(f"{weights}: stand-in weights of {family.member_name(member)}, "
+                                f"not the {family.member_name(want)} asked for")
+        want, weights = member or want, spec[1]
     if isinstance(weights, int) and not isinstance(weights, bool):
+        arch = want or family.DEFAULT_ARCH
         with torch.device("meta"):  # shapes only: skips initialising 162M parameters that are replaced anyway
-            model = FlowNet2(corr_mode)
+            model = family.build(arch, corr_mode)
         state = stand_in_state_dict(model, weights)
         model.load_state_dict(state, assign=True)
-        return model.eval(), provenance.stand_in_label(weights, provenance.fingerprint(state))
-    model = FlowNet2(corr_mode).eval()
-    extras = load_flownet2(model, weights, unsafe_pickle)
-    return model, _file_label(weights, extras, provenance.fingerprint(model.state_dict()))
+        label = provenance.stand_in_label(weights, provenance.fingerprint(state), family.member_name(arch))
+        return model.eval(), label
+    raw = load_raw(weights, unsafe_pickle)
+    state = extract_state_dict(raw, weights)
+    arch = checkpoint_arch(state, weights, want)
+    with torch.device("meta"):
+        model = family.build(arch, corr_mode)
+    _load_state(model.to_empty(device="cpu"), state, weights, family.member_name(arch))
+    return model.eval(), _file_label(weights, _extras(raw), provenance.fingerprint(model.state_dict()),
+                                     family.member_name(arch))

@@ -169,23 +169,27 @@ class FlowNetFusion(_Encoder, nn.Module):
         return self.predict_flow0(self.inter_conv0(concat0))
 
 
-def _up4(flow, mode):
+def check_frames(x1):
+    """The size rule on a model's input, except while tracing or compiling (shapes are static there)."""
+    if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+        check_input_size(x1.shape[-2], x1.shape[-1])
+
+
+def up4(flow, mode):
+    """x4 upsampling of a flow: "bilinear" (align_corners=False, as nn.Upsample) or "nearest"."""
     if mode == "bilinear":
         return F.interpolate(flow, scale_factor=4.0, mode="bilinear", align_corners=False)
     return upsample_nearest(flow, 4)
 
 
-class FlowNet2(nn.Module):
-    """The full stack: C -> S -> S, SD in parallel, fused at full resolution."""
+class StackedFlowNet(nn.Module):
+    """What FlowNet2 and its stacked members (FlowNet2-CS, -CSS) share: FlowNetC, then FlowNetS
+    refinements that each see frame 2 warped by the flow so far, with the mixed-precision hook."""
 
     def __init__(self, corr_mode="matmul"):
         super().__init__()
         self.flownetc = FlowNetC(corr_mode)
-        self.flownets_1 = FlowNetS()
-        self.flownets_2 = FlowNetS()
-        self.flownets_d = FlowNetSD()
-        self.flownetfusion = FlowNetFusion()
-        # torch_backend.py sets this to run the five sub-networks in fp16/bf16; the glue between them (warps,
+        # torch_backend.py sets this to run the sub-networks in fp16/bf16; the glue between them (warps,
         # channel norms, upsampling) always stays float32. None: everything in the input's dtype.
         self.subnet_dtype = None
 
@@ -202,23 +206,39 @@ class FlowNet2(nn.Module):
     def corr_mode(self, mode):
         self.flownetc.corr_mode = mode
 
-    def forward(self, x1, x2):
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            check_input_size(x1.shape[-2], x1.shape[-1])
+    def _chain(self, x1, x2, refinements):
+        """(x1|x2, flow): FlowNetC, then each (FlowNetS name, upsampling mode) of `refinements` in turn."""
+        check_frames(x1)
         x = torch.cat((x1, x2), 1)
-        img0, img1 = x1, x2
-
-        def refine(net, flow):
+        flow = up4(self._subnet(self.flownetc, x) * DIV_FLOW, "bilinear")
+        for name, mode in refinements:
             # Warp frame 2 by the current estimate and feed the residual to the next FlowNetS.
-            warped = warp(img1, flow)
-            err = channel_norm(img0 - warped)
-            return self._subnet(net, torch.cat((x, warped, flow / DIV_FLOW, err), 1))
+            warped = warp(x2, flow)
+            err = channel_norm(x1 - warped)
+            refined = self._subnet(getattr(self, name), torch.cat((x, warped, flow / DIV_FLOW, err), 1))
+            flow = up4(refined * DIV_FLOW, mode)
+        return x, flow
 
-        fc = _up4(self._subnet(self.flownetc, x) * DIV_FLOW, "bilinear")
-        fs1 = _up4(refine(self.flownets_1, fc) * DIV_FLOW, "bilinear")
-        fs2 = _up4(refine(self.flownets_2, fs1) * DIV_FLOW, "nearest")
+
+class FlowNet2(StackedFlowNet):
+    """The full stack: C -> S -> S, SD in parallel, fused at full resolution."""
+
+    # the last conv of each sub-network: its output leaves the sub-network as a flow (or flow / 20)
+    flow_heads = ("flownetc.predict_flow2", "flownets_1.predict_flow2", "flownets_2.predict_flow2",
+                  "flownets_d.predict_flow2", "flownetfusion.predict_flow0")
+
+    def __init__(self, corr_mode="matmul"):
+        super().__init__(corr_mode)
+        self.flownets_1 = FlowNetS()
+        self.flownets_2 = FlowNetS()
+        self.flownets_d = FlowNetSD()
+        self.flownetfusion = FlowNetFusion()
+
+    def forward(self, x1, x2):
+        img0, img1 = x1, x2
+        x, fs2 = self._chain(x1, x2, (("flownets_1", "bilinear"), ("flownets_2", "nearest")))
         # Divided, not multiplied: mirrors the Caffe model; the trained fusion weights expect it.
-        fsd = _up4(self._subnet(self.flownets_d, x) / DIV_FLOW, "nearest")
+        fsd = up4(self._subnet(self.flownets_d, x) / DIV_FLOW, "nearest")
         err_sd = channel_norm(img0 - warp(img1, fsd))
         err_s2 = channel_norm(img0 - warp(img1, fs2))
         fused_in = torch.cat((img0, fsd, fs2, channel_norm(fsd, FLOW_NORM_SCALE),

@@ -4,6 +4,10 @@ A weights label names where the weights came from and a fingerprint of the tenso
 
     stand-in:seed=0 tensors:3f9a1c0d2b7e6a51                          seeded random weights
     checkpoint FlowNet2_checkpoint.pth.tar tensors:8c2e...            a checkpoint file, by content
+    stand-in:seed=0 arch:FlowNet2-CSS tensors:77d0...                  a smaller member of the family
+
+A label names the member of the FlowNet2 family (`arch:FlowNet2-CSS`) unless it is FlowNet2 itself,
+so FlowNet2's labels read as they always did.
 
 The fingerprint is a digest of the tensors (key, dtype, shape, bytes; keys sorted), not of the file,
 so the same weights in a re-saved or renamed file keep it, and other weights under the same file
@@ -14,6 +18,7 @@ scripts/atc.sh copies it into a sidecar `<model>.om.weights` text file. Labels o
 """
 import hashlib
 import os
+import re
 
 KEY = "flownet2.weights"
 STAND_IN_BANNER = (
@@ -36,12 +41,37 @@ def fingerprint(state_dict):
     return "tensors:" + digest.hexdigest()[:_FINGERPRINT_HEX]
 
 
-def stand_in_label(seed, tensors=None):
-    return f"stand-in:seed={seed}" + (f" {tensors}" if tensors else "")
+ARCH_TAG = "arch:"
+DEFAULT_MEMBER = "FlowNet2"
 
 
-def checkpoint_label(path, tensors):
-    return f"checkpoint {os.path.basename(os.fspath(path))} {tensors}"
+def _member(member):
+    return f" {ARCH_TAG}{member}" if member and member != DEFAULT_MEMBER else ""
+
+
+def stand_in_label(seed, tensors=None, member=None):
+    return f"stand-in:seed={seed}{_member(member)}" + (f" {tensors}" if tensors else "")
+
+
+def checkpoint_label(path, tensors, member=None):
+    return f"checkpoint {os.path.basename(os.fspath(path))}{_member(member)} {tensors}"
+
+
+def label_member(label):
+    """The family member a label names ("FlowNet2-CSS"), FlowNet2 when it names none, None for no label."""
+    if label is None:
+        return None
+    for word in label.split():
+        if word.startswith(ARCH_TAG):
+            return word[len(ARCH_TAG):]
+    return DEFAULT_MEMBER
+
+
+def stand_in_spec(text):
+    """(member or None, seed) for the weights spec "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0),
+    else None. The member is as written; flownet2.model.family.arch_key checks it."""
+    m = re.fullmatch(r"stand-in:(?:([A-Za-z0-9_-]+):)?(\d+)", str(text))
+    return (m[1], int(m[2])) if m else None
 
 
 def stand_in_seed(label):

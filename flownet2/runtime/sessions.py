@@ -4,6 +4,7 @@
     session = open_model("flownet2_bs1.om", device=0)                 # Ascend NPU, ais_bench's Python API
     session = open_model("FlowNet2_checkpoint.pth.tar", size=(448, 1024), precision="fp16")  # PyTorch
     session = open_model("stand-in:0", size=(64, 128))                # PyTorch, seeded stand-in weights
+    session = open_model("stand-in:css:0", size=(64, 128))            # ... of a smaller member (FlowNet2-CSS)
     outputs, ms = session.run([x1, x2])   # x1, x2: B x 3 x H x W float32, normalised
     flow = outputs[0]                     # B x 2 x H x W float32
 
@@ -14,14 +15,13 @@ separate step it can time, else None (the copies are then inside the run's milli
 """
 import importlib.util
 import os
-import re
 import time
 
 import numpy as np
 
 from ..errors import Flownet2Error
 from ..model.provenance import KEY as WEIGHTS_KEY
-from ..model.provenance import weights_label
+from ..model.provenance import stand_in_spec, weights_label
 
 DEFAULT_SIZE = (448, 1024)  # Sintel's 436 x 1024 padded to a multiple of 64
 AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (ais_bench and aclruntime) from "
@@ -33,7 +33,8 @@ EMULATIONS = ("fp16", "bf16")
 def open_model(model: str, *, batch_size: int | None = None, size: tuple[int, int] | None = None,
                precision: str = "fp32", device: int = 0, torch_mode: str = "eager", emulate: str | None = None,
                unsafe_pickle: bool = False):
-    """A session for `model`: an .onnx, an .om, a checkpoint file or "stand-in:SEED".
+    """A session for `model`: an .onnx, an .om, a checkpoint file (of any FlowNet2 family member, told by
+    its keys), "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0).
 
     batch_size and size (H, W) shape a PyTorch model (default 1 and 448 x 1024); an .onnx or .om has
     its own, which the session reports. precision (fp32, tf32, fp16, bf16) is the PyTorch sub-network
@@ -51,10 +52,10 @@ def open_model(model: str, *, batch_size: int | None = None, size: tuple[int, in
         if model.endswith(".om"):
             return OmSession(model, device=device)
         return open_onnx(model, device=device, emulate=emulate)
-    stand_in = re.fullmatch(r"stand-in:(\d+)", model)
-    if not stand_in and not os.path.isfile(model):
-        raise Flownet2Error(f"{model}: model file does not exist (an .onnx, an .om, a checkpoint or stand-in:SEED)")
-    return open_torch(int(stand_in.group(1)) if stand_in else model, batch_size=batch_size or 1,
+    if stand_in_spec(model) is None and not os.path.isfile(model):
+        raise Flownet2Error(f"{model}: model file does not exist (an .onnx, an .om, a checkpoint, stand-in:SEED "
+                            "or stand-in:MEMBER:SEED)")
+    return open_torch(model, batch_size=batch_size or 1,
                       size=size or DEFAULT_SIZE, precision=precision, device=device, torch_mode=torch_mode,
                       unsafe_pickle=unsafe_pickle)
 

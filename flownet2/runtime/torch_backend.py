@@ -24,14 +24,14 @@ from torch.utils._pytree import tree_leaves
 
 from ..errors import Flownet2Error
 from ..model import checkpoint
+from ..model.networks import FlowNet2
 from ..sizes import check_batch_size, check_input_size
 
 PRECISIONS = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MODES = ("eager", "graphs", "compile")
 COMPILE_MODES = ("reduce-overhead", "max-autotune-no-cudagraphs", "default", "max-autotune")
-# The last conv of each sub-network: its output leaves the sub-network as a flow (or flow / 20).
-FLOW_HEADS = (("flownetc", "predict_flow2"), ("flownets_1", "predict_flow2"), ("flownets_2", "predict_flow2"),
-              ("flownets_d", "predict_flow2"), ("flownetfusion", "predict_flow0"))
+# FlowNet2's flow heads as (sub-network, conv); every family member lists its own in `flow_heads`.
+FLOW_HEADS = tuple(tuple(path.split(".")) for path in FlowNet2.flow_heads)
 
 
 # --------------------------------------------------------------------------- weights and precision
@@ -57,7 +57,7 @@ class Float32Conv2d(nn.Conv2d):
 
 
 class MixedFlowNet2(nn.Module):
-    """FlowNet2 with its five sub-networks in `dtype` and everything between them in float32.
+    """FlowNet2 (or a smaller member) with its sub-networks in `dtype` and everything between them in float32.
 
     Why float32 between them: the glue is safe in fp16/bf16 (the warp never holds an absolute pixel
     coordinate in a float, flow norms are scaled), but a flow of hundreds of px stored in fp16 is still
@@ -73,10 +73,10 @@ class MixedFlowNet2(nn.Module):
         self.dtype = dtype
         if dtype != torch.float32:
             # heads made from the float32 weights before the cast, so they are not rounded to fp16
-            heads = [Float32Conv2d.from_conv(getattr(getattr(model, sub), head)) for sub, head in FLOW_HEADS]
+            heads = [Float32Conv2d.from_conv(model.get_submodule(path)) for path in model.flow_heads]
             model.to(dtype)
-            for (sub, head), module in zip(FLOW_HEADS, heads):
-                setattr(getattr(model, sub), head, module)
+            for path, module in zip(model.flow_heads, heads):
+                model.set_submodule(path, module)
             model.subnet_dtype = dtype
 
     def forward(self, x1, x2):
@@ -280,7 +280,7 @@ class TorchSession:
         self.device = resolve_device(device)
         if mode == "graphs" and self.device.type != "cuda":
             raise Flownet2Error(f"mode graphs needs a CUDA device, got {self.device}; use mode eager or compile")
-        if mode == "graphs":
+        if mode == "graphs" and model.corr_mode is not None:  # FlowNet2-S and -SD have no correlation
             model.corr_mode = capturable_corr_mode(model.corr_mode)
         self.label, self.precision, self.mode, self.corr_mode = label, precision, mode, model.corr_mode
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -304,7 +304,8 @@ class TorchSession:
 
     @classmethod
     def load(cls, weights, *, corr_mode="matmul", unsafe_pickle=False, **options):
-        """A session for a checkpoint path or a stand-in seed (int); options as for TorchSession()."""
+        """A session for a checkpoint path, a stand-in seed (int) or "stand-in:[MEMBER:]SEED"; options as for
+        TorchSession()."""
         _check_options(options.get("batch", 1), options.get("height", 448), options.get("width", 1024),
                        options.get("mode", "graphs"))  # before the 650 MB load
         model, label = checkpoint.load_model(weights, corr_mode=corr_mode, unsafe_pickle=unsafe_pickle)
