@@ -28,7 +28,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
-                   help=".onnx (ONNX Runtime), .om (Ascend, ais_bench), a checkpoint .pth.tar or stand-in:SEED")
+                   help=".onnx (ONNX Runtime), .om (Ascend, ais_bench), a checkpoint .pth.tar (any FlowNet2 member), stand-in:SEED or stand-in:MEMBER:SEED (stand-in:css:0)")
     p.add_argument("--input", required=True, nargs="+", metavar="INPUT",
                    help="two image files, a folder of frames, a video file; or a collection: a folder tree "
                         "of videos or a list of video paths (.txt, relative to the list's folder)")

@@ -69,7 +69,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m flownet2.infer", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", required=True,
-                   help=".onnx (ONNX Runtime), checkpoint or stand-in:SEED (PyTorch), .om (handed to ais_bench)")
+                   help=".onnx (ONNX Runtime), checkpoint (any FlowNet2 member), stand-in:SEED or stand-in:MEMBER:SEED (PyTorch), .om (handed to ais_bench)")
     p.add_argument("--input", "-i", help="comma-separated folders (one per model input) or files")
     p.add_argument("--output", "-o", help="folder for results; without it nothing is saved")
     p.add_argument("--output_dirname", help="subfolder of --output (default: a date_time folder)")
