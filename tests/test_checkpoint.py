@@ -165,34 +165,6 @@ def test_labels_carry_a_fingerprint_of_the_tensors_not_of_the_name(tmp_path):
     assert other.startswith("checkpoint FlowNet2_checkpoint.pth.tar tensors:") and other != got
 
 
-def test_saved_stand_in_checkpoint_stays_stand_in_through_the_exporter(tmp_path):
-    """`--init random --seed 0 --save-checkpoint F`, then the export from F: labelled stand-in, banner
-    printed (before: `official:F`, no banner)."""
-    from flownet2.model.provenance import STAND_IN_BANNER, is_stand_in, weights_label
-
-    common = ["--batch_size", "1", "--height", "64", "--width", "64"]
-    first = subprocess.run([sys.executable, "Flownet2_pth2onnx.py", "--init", "random", "--seed", "0", *common,
-                            "--save-checkpoint", str(tmp_path / "FlowNet2_checkpoint.pth.tar"),
-                            "--out_path", str(tmp_path / "a.onnx")], cwd=REPO, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
-    second = subprocess.run([sys.executable, "Flownet2_pth2onnx.py", "--input_path",
-                             str(tmp_path / "FlowNet2_checkpoint.pth.tar"), *common,
-                             "--out_path", str(tmp_path / "b.onnx")], cwd=REPO, capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr
-    label = weights_label(tmp_path / "b.onnx")
-    assert is_stand_in(label) and label == weights_label(tmp_path / "a.onnx")  # same seed, same tensors
-    assert label.startswith("stand-in:seed=0 tensors:")
-    assert STAND_IN_BANNER in second.stderr
-    # a file whose tensors were changed after saving is still stand-in, and says so
-    from flownet2.model.checkpoint import load_model
-
-    raw = torch.load(tmp_path / "FlowNet2_checkpoint.pth.tar", weights_only=True)
-    raw["state_dict"]["flownetc.conv1.0.bias"] += 1
-    torch.save(raw, tmp_path / "tuned.pth.tar", _use_new_zipfile_serialization=False)
-    _, tuned = load_model(str(tmp_path / "tuned.pth.tar"))
-    assert tuned.startswith("stand-in:seed=0,changed-after-saving tensors:") and is_stand_in(tuned)
-
-
 def test_is_stand_in_reads_every_label_format():
     from flownet2.model.provenance import is_stand_in, stand_in_seed
 

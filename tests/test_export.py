@@ -9,9 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from flownet2.model.checkpoint import stand_in_state_dict
+from flownet2.model.checkpoint import load_model, stand_in_state_dict
 from flownet2.model.networks import FlowNet2
-from flownet2.model.provenance import weights_label
+from flownet2.model.provenance import STAND_IN_BANNER, is_stand_in, weights_label
 
 REPO = Path(__file__).resolve().parents[1]
 B, H, W = 2, 128, 192
@@ -27,14 +27,15 @@ def _cli(*args, cwd):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """Default export with stand-in weights (bare file name), then a slices export of the same
-    weights read back from an official-format checkpoint."""
+    weights read back from an official-format checkpoint. About 30 s on 2 cores: two exports of
+    620 MB models, which every test of this module reads."""
     work = tmp_path_factory.mktemp("export")
     log = _cli("--init", "random", "--seed", "3", "--batch_size", str(B), "--height", str(H),
                "--width", str(W), "--out_path", "flownet2_bs2.onnx", "--save-checkpoint", "ckpt/fn2.pth.tar",
                cwd=work)
-    _cli("--input_path", "ckpt/fn2.pth.tar", "--batch_size", str(B), "--height", str(H), "--width", str(W),
-         "--ascend-compat", "--out_path", "sub/dir/slices.onnx", cwd=work)
-    return work, log
+    from_file = _cli("--input_path", "ckpt/fn2.pth.tar", "--batch_size", str(B), "--height", str(H), "--width",
+                     str(W), "--ascend-compat", "--out_path", "sub/dir/slices.onnx", cwd=work)
+    return work, log, from_file
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def _run(path, x1, x2):
 
 
 def test_default_export_contract(exported):
-    work, log = exported
+    work, log, _ = exported
     path = work / "flownet2_bs2.onnx"
     proto = onnx.load(path)
     onnx.checker.check_model(proto)
@@ -77,19 +78,30 @@ def test_default_export_contract(exported):
 
 @pytest.mark.parametrize("name", ["flownet2_bs2.onnx", "sub/dir/slices.onnx"])
 def test_onnxruntime_matches_pytorch(exported, reference, name):
-    work, _ = exported
+    work, _, _ = exported
     x1, x2, flow = reference
     diff = np.abs(_run(work / name, x1, x2) - flow).max()
     assert diff <= 1e-3
 
 
-def test_export_from_a_saved_stand_in_checkpoint_stays_stand_in(exported):
-    work, _ = exported  # same tensors, same label: the file name makes nothing official
-    assert weights_label(work / "sub/dir/slices.onnx") == weights_label(work / "flownet2_bs2.onnx")
+def test_export_from_a_saved_stand_in_checkpoint_stays_stand_in(exported, tmp_path):
+    """`--init random --seed 3 --save-checkpoint F`, then the export from F: labelled stand-in, the banner
+    printed (a file name makes nothing official); a file whose tensors were changed after saving is
+    still stand-in, and says so."""
+    work, _, from_file = exported
+    label = weights_label(work / "sub/dir/slices.onnx")
+    assert label == weights_label(work / "flownet2_bs2.onnx")  # same tensors, same label
+    assert is_stand_in(label) and label.startswith("stand-in:seed=3 tensors:")
+    assert STAND_IN_BANNER in from_file
+    raw = torch.load(work / "ckpt" / "fn2.pth.tar", weights_only=True)
+    raw["state_dict"]["flownetc.conv1.0.bias"] += 1
+    torch.save(raw, tmp_path / "tuned.pth.tar", _use_new_zipfile_serialization=False)
+    _, tuned = load_model(str(tmp_path / "tuned.pth.tar"))
+    assert tuned.startswith("stand-in:seed=3,changed-after-saving tensors:") and is_stand_in(tuned)
 
 
 def test_ascend_compat_export_has_no_matmul(exported):
-    work, _ = exported
+    work, _, _ = exported
     proto = onnx.load(work / "sub/dir/slices.onnx", load_external_data=False)
     ops = {n.op_type for n in proto.graph.node}
     assert "MatMul" not in ops and not ops & {"GatherElements", "Tile"}
