@@ -42,7 +42,7 @@ def chain(tmp_path_factory):
     (run_all.sh with no dataset) and also emulates fp16; the Ascend run reads a copy of that dataset
     (`cp -p`-like: file times kept) through --dataset and reuses every ONNX stage.
 
-    About 2 minutes on 2 cores: two full run_all.sh runs, the first exporting a 620 MB model."""
+    About 90 s on 2 cores: two full run_all.sh runs, the first exporting a 620 MB model."""
     work = tmp_path_factory.mktemp("chain") / "work"
     flags = ["--height", str(H), "--width", str(W), "--batch-size", str(BS), "--loop", str(LOOP)]
     ort_run = run_all(work, *flags, "--backend", "onnxruntime", "--emulate", "fp16")
