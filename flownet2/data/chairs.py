@@ -11,7 +11,7 @@ import re
 
 from ..errors import Flownet2Error
 from ..fileio import file_digest
-from .sintel import Pair
+from .sintel import Pair, frame_pairs
 
 _FRAME = re.compile(r"^(\d+)_img1\.ppm$")
 TRAIN, VALIDATION = "1", "2"
@@ -42,20 +42,9 @@ def read_split(path):
 def find_pairs(root, split_file=None):
     """(pairs, skipped, split): all pairs, or with `split_file` its validation pairs; `split` describes
     the list used (None without one)."""
-    pairs, skipped = [], []
-    for entry in sorted(os.listdir(root)):
-        m = _FRAME.match(entry)
-        if not m:
-            continue
-        stem = m.group(1)
-        image2 = os.path.join(root, f"{stem}_img2.ppm")
-        flow = os.path.join(root, f"{stem}_flow.flo")
-        if not os.path.isfile(image2):
-            skipped.append(os.path.relpath(image2, root))
-            continue
-        if not os.path.isfile(flow):
-            raise Flownet2Error(f"{flow}: flow file not found (the ground truth of {os.path.join(root, entry)})")
-        pairs.append(Pair("chairs", int(stem), stem, os.path.join(root, entry), image2, flow))
+    found, skipped = frame_pairs(root, _FRAME, second=lambda stem: os.path.join(root, f"{stem}_img2.ppm"),
+                                 flow=lambda stem, _: os.path.join(root, f"{stem}_flow.flo"), root=root)
+    pairs = [Pair("chairs", int(stem), stem, image1, image2, flow) for stem, image1, image2, flow in found]
     if split_file is None:
         return pairs, skipped, None
     lines = read_split(split_file)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import Flownet2Error
-from .sintel import Pair
+from .sintel import Pair, frame_pairs
 
 FRAMES = {"kitti2015": "image_2", "kitti2012": "colored_0"}
 _KITTI_FRAME = re.compile(r"^(\d{6})_10\.png$")
@@ -52,22 +52,12 @@ def _optional(root, folder, name):
 def find_kitti_pairs(root, kind):
     """(pairs, skipped) of KITTI 2015 (`kind` "kitti2015") or 2012 ("kitti2012"), ascending by number."""
     frames = os.path.join(root, FRAMES[kind])
-    pairs, skipped = [], []
-    for entry in sorted(os.listdir(frames)):
-        m = _KITTI_FRAME.match(entry)
-        if not m:
-            continue
-        number = m.group(1)
-        image2 = os.path.join(frames, f"{number}_11.png")
-        if not os.path.isfile(image2):
-            skipped.append(os.path.relpath(image2, root))
-            continue
-        flow = os.path.join(root, "flow_occ", entry)
-        if not os.path.isfile(flow):
-            raise Flownet2Error(f"{flow}: flow file not found (the ground truth of {os.path.join(frames, entry)})")
-        pairs.append(Pair(kind, int(number), f"{number}_10", os.path.join(frames, entry), image2, flow,
-                          flow_noc=_optional(root, "flow_noc", entry),
-                          obj_map=_optional(root, "obj_map", entry) if kind == "kitti2015" else None))
+    found, skipped = frame_pairs(frames, _KITTI_FRAME, second=lambda n: os.path.join(frames, f"{n}_11.png"),
+                                 flow=lambda _, entry: os.path.join(root, "flow_occ", entry), root=root)
+    pairs = [Pair(kind, int(n), f"{n}_10", image1, image2, flow,
+                  flow_noc=_optional(root, "flow_noc", os.path.basename(image1)),
+                  obj_map=_optional(root, "obj_map", os.path.basename(image1)) if kind == "kitti2015" else None)
+             for n, image1, image2, flow in found]
     return pairs, skipped
 
 

@@ -37,6 +37,26 @@ class Pair:
     obj_map: str | None = None
 
 
+def frame_pairs(folder, pattern, *, second, flow, root):
+    """The pairs of a layout that names each first frame with a pattern: [(stem, image1, image2, flow)]
+    for each file of `folder` that `pattern` matches (group 1: the stem), by name, and the second frames
+    found missing (skipped, relative to `root`). `second(stem)`, `flow(stem, entry)`: the other two
+    paths. A missing flow file is an error: the pair cannot be scored."""
+    found, skipped = [], []
+    for entry in sorted(os.listdir(folder)):
+        m = pattern.match(entry)
+        if not m:
+            continue
+        image1, image2, flow_path = os.path.join(folder, entry), second(m.group(1)), flow(m.group(1), entry)
+        if not os.path.isfile(image2):
+            skipped.append(os.path.relpath(image2, root))
+        elif not os.path.isfile(flow_path):
+            raise Flownet2Error(f"{flow_path}: flow file not found (the ground truth of {image1})")
+        else:
+            found.append((m.group(1), image1, image2, flow_path))
+    return found, skipped
+
+
 def training_root(dataset):
     """The Sintel `training` folder: `dataset` itself, or its `training/` child."""
     dataset = os.path.abspath(os.fspath(dataset))
