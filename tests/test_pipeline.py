@@ -13,11 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from flownet2.data.synthetic import make_synthetic
 from flownet2.model.provenance import KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,6 +173,37 @@ def test_emulate_prints_both_epe_lines(chain):
     report = json.loads((work / "report" / f"onnxruntime_bs{BS}_emulate_fp16" / "metrics.json").read_text())
     assert report["overall"]["epe"] == pytest.approx(float(half.group(2)), abs=1e-6)
     assert abs(float(half.group(2)) - float(fp32.group(2))) < 0.5  # fp16 moves the EPE a little, not a lot
+
+
+def test_kitti_2015_through_the_same_chain(chain):
+    """run_all.sh --dataset on a synthetic KITTI 2015 (sparse 16-bit PNG ground truth, frames of several
+    sizes) padded to the chain's model size: the ONNX stages are reused, and the EPE and Fl-all printed
+    are those computed here from the raw predictions and the PNGs read by the format's definition."""
+    work, _, _ = chain
+    kitti = make_synthetic(work.parent / "kitti", "kitti2015", pairs=5, height=H - 4, width=W - 8, seed=1)
+    run = run_all(work, "--dataset", kitti, "--size", f"{H}x{W}", "--size-mode", "pad", "--batch-size", str(BS),
+                  "--loop", str(LOOP), "--backend", "onnxruntime")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for stage in ("export", "onnxsim", "fix_onnx"):
+        assert re.search(rf"\] {stage}\n    up to date, skipped", run.stdout), stage
+    manifest = json.loads((work / f"prep_bs{BS}" / "manifest.json").read_text())
+    epes, outliers, valid_total = [], 0, 0
+    for pair in manifest["pairs"]:
+        png = cv2.imread(pair["flow"], cv2.IMREAD_UNCHANGED).astype(np.float64)  # B, G, R planes of uint16
+        truth, valid = (png[:, :, [2, 1]] - 2 ** 15) / 64, png[:, :, 0] > 0
+        h, w = pair["size"]
+        pred = np.fromfile(work / "result" / f"onnxruntime_bs{BS}" / f"{pair['batch']}_0.bin", np.float32)
+        pred = pred.reshape(BS, 2, H, W)[pair["slot"], :, :h, :w].transpose(1, 2, 0).astype(np.float64)
+        error = np.sqrt(((pred - truth) ** 2).sum(-1))[valid]
+        length = np.sqrt((truth ** 2).sum(-1))[valid]
+        epes.append(error.mean())
+        outliers += int(np.count_nonzero((error > 3) & (error > 0.05 * length)))
+        valid_total += int(valid.sum())
+    assert 0 < valid_total < sum(p["size"][0] * p["size"][1] for p in manifest["pairs"])  # sparse
+    found = re.search(r"(\d+) samples, Average EPE = ([\d.]+), Fl-all = ([\d.]+)%", run.stdout)
+    assert found and int(found.group(1)) == 5
+    assert float(found.group(2)) == pytest.approx(np.mean(epes), abs=2e-6)
+    assert float(found.group(3)) == pytest.approx(100 * outliers / valid_total, abs=1e-4)
 
 
 @pytest.mark.skipif(shutil.which("atc") is not None or Path("/usr/local/Ascend").exists(),
