@@ -44,7 +44,9 @@ def test_official_layout_is_legacy_pickle_and_round_trips(official):
 
 
 def test_stand_in_weights_are_seeded():
-    model = FlowNet2()
+    model = torch.nn.Module()  # one FlowNet2 tensor is enough: each has a generator of its own (next test)
+    model.flownetc = torch.nn.Module()
+    model.flownetc.conv1 = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 7))
     a, b, c = (stand_in_state_dict(model, s) for s in (1, 1, 2))
     key = "flownetc.conv1.0.weight"
     assert torch.equal(a[key], b[key]) and not torch.equal(a[key], c[key])
@@ -147,22 +149,24 @@ def _fingerprint_here(state):
 
 
 def test_labels_carry_a_fingerprint_of_the_tensors_not_of_the_name(tmp_path):
+    """On FlowNet2-S, a quarter of FlowNet2's tensors (the labels are built the same way for every
+    member; FlowNet2's own carry no arch tag, as test_export.py checks)."""
     from flownet2.model.checkpoint import load_model
 
-    model, label = load_model(3)
+    model, label = load_model("stand-in:s:3")
     state = model.state_dict()
-    assert label == f"stand-in:seed=3 {_fingerprint_here(state)}"
+    assert label == f"stand-in:seed=3 arch:FlowNet2-S {_fingerprint_here(state)}"
     # the same tensors under two names, in a bare (non-stand-in) checkpoint: same fingerprint, no "official"
     bare = {k: v.clone() for k, v in reversed(list(state.items()))}  # other key order in the file too
     for name in ("FlowNet2_checkpoint.pth.tar", "renamed.pth"):
         torch.save({"state_dict": bare}, tmp_path / name, _use_new_zipfile_serialization=False)
         _, got = load_model(str(tmp_path / name))
-        assert got == f"checkpoint {name} {_fingerprint_here(state)}"
+        assert got == f"checkpoint {name} arch:FlowNet2-S {_fingerprint_here(state)}"
     # other weights under the official file name: another fingerprint
-    bare["flownetc.conv1.0.bias"][0] += 1e-3
+    bare["conv1.0.bias"][0] += 1e-3
     torch.save({"state_dict": bare}, tmp_path / "FlowNet2_checkpoint.pth.tar", _use_new_zipfile_serialization=False)
     _, other = load_model(str(tmp_path / "FlowNet2_checkpoint.pth.tar"))
-    assert other.startswith("checkpoint FlowNet2_checkpoint.pth.tar tensors:") and other != got
+    assert other.startswith("checkpoint FlowNet2_checkpoint.pth.tar arch:FlowNet2-S tensors:") and other != got
 
 
 def test_is_stand_in_reads_every_label_format():
