@@ -424,7 +424,8 @@ def test_a_video_that_breaks_half_way_leaves_complete_flo_files_and_no_output_vi
 @needs_mini
 def test_same_flow_as_preprocess_runner_postprocess_on_a_real_sintel_pair(tmp_path, capsys):
     """alley_1 frames 1 -> 2 (436x1024), stand-in weights, padded to 448x1024: the .flo from
-    Flownet2_predict.py equals the one the three-stage chain writes (postprocess --save-flo)."""
+    Flownet2_predict.py equals the one the three-stage chain writes (postprocess --save-flo).
+    About 20 s: two FlowNet2 forwards at Sintel's own size, which is the point (436 rows padded to 448)."""
     import Flownet2_postprocess as post
     import Flownet2_preprocess as pre
     from flownet2.runtime import infer
