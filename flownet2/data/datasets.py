@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import Flownet2Error
 from . import chairs, kitti, middlebury, sintel
-from .flo import read_flo, read_flo_size, unknown_mask
-from .kitti_png import read_kitti_flow
+from .flo import read_flo_size, unknown_mask
+from .flow_formats import read_flow
+from .kitti_png import png_header, read_kitti_flow, read_kitti_flow_size
 
 TYPES = ("sintel", "kitti2015", "kitti2012", "hd1k", "middlebury", "chairs")
 
@@ -110,26 +111,24 @@ def find_pairs(dataset, dataset_type=None, *, pass_name="clean", scenes=None, sp
 
 def flow_size(path):
     """(height, width) of a ground-truth file from its header (.flo or KITTI PNG), format checked."""
-    return kitti.flow_png_size(path) if path.endswith(".png") else read_flo_size(path)
+    return read_kitti_flow_size(path) if path.endswith(".png") else read_flo_size(path)
 
 
 def mask_sizes(pair):
     """{path: (height, width)} of the pair's mask files, from their headers."""
     sizes = {}
     if pair.flow_noc:
-        sizes[pair.flow_noc] = kitti.flow_png_size(pair.flow_noc)
+        sizes[pair.flow_noc] = read_kitti_flow_size(pair.flow_noc)
     for path in (pair.occlusions, pair.obj_map):
         if path:
-            sizes[path] = kitti.png_header(path)[:2]
+            sizes[path] = png_header(path)[:2]
     return sizes
 
 
 def _read_flow(path):
-    """(flow, valid) of one ground-truth file."""
-    if path.endswith(".png"):
-        return read_kitti_flow(path)
-    flow = read_flo(path)
-    return flow, ~unknown_mask(flow) & np.isfinite(flow).all(axis=2)
+    """(flow, valid) of one ground-truth file: KITTI's valid channel, else every known, finite pixel."""
+    flow, valid = read_flow(path)
+    return flow, (~unknown_mask(flow) & np.isfinite(flow).all(axis=2)) if valid is None else valid
 
 
 def _check_shape(path, array, shape):

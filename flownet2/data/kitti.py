@@ -1,4 +1,4 @@
-"""KITTI 2015, KITTI 2012 and HD1K on disk: find the pairs; check the 16-bit PNG ground truth.
+"""KITTI 2015, KITTI 2012 and HD1K on disk: find the pairs and their masks.
 
     KITTI 2015  training/image_2/NNNNNN_10.png, _11.png; flow_occ/, flow_noc/ NNNNNN_10.png; obj_map/
     KITTI 2012  training/colored_0/NNNNNN_10.png, _11.png; flow_occ/, flow_noc/
@@ -20,8 +20,6 @@ from .sintel import Pair, frame_pairs
 FRAMES = {"kitti2015": "image_2", "kitti2012": "colored_0"}
 _KITTI_FRAME = re.compile(r"^(\d{6})_10\.png$")
 _HD1K_FLOW = re.compile(r"^(\d{6})_(\d{4})\.png$")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> channels
 
 
 def kitti_root(dataset, kind):
@@ -79,28 +77,6 @@ def find_hd1k_pairs(root):
             continue
         pairs.append(Pair(sequence, n, entry[:-4], image1, image2, os.path.join(flows, entry)))
     return pairs, skipped
-
-
-def png_header(path):
-    """(height, width, bits per channel, channels) from a PNG's IHDR chunk, without decoding."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    except OSError as e:
-        raise Flownet2Error(f"{path}: cannot read ({e.strerror})") from None
-    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise Flownet2Error(f"{path}: not a PNG file")
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return height, width, head[24], _PNG_CHANNELS.get(head[25], 0)
-
-
-def flow_png_size(path):
-    """(height, width) of a KITTI flow PNG, after checking it holds 3 channels of 16 bits."""
-    height, width, bits, channels = png_header(path)
-    if bits != 16 or channels != 3:
-        raise Flownet2Error(f"{path}: a KITTI flow PNG has 3 channels of 16 bits, this one has "
-                            f"{channels} channel(s) of {bits} bits")
-    return height, width
 
 
 def read_obj_map(path):

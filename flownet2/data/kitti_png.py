@@ -3,7 +3,8 @@
 Three uint16 channels per pixel, in RGB order: u = (R - 2**15) / 64, v = (G - 2**15) / 64, valid = B > 0.
 So flow is stored to 1/64 px within [-512, 512) px; an invalid pixel stores (0, 0).
 
-Read and written with OpenCV: common image readers (Pillow among them) silently reduce a 48-bit PNG to
+`read_kitti_flow_size` checks a file's header (3 channels of 16 bits) without decoding it, so a
+dataset is checked before anything is written. Read and written with OpenCV: common image readers (Pillow among them) silently reduce a 48-bit PNG to
 8 bits per channel; OpenCV keeps 16 bits, and its channel order (BGR) is reversed here.
 """
 import os
@@ -16,6 +17,8 @@ from ..fileio import atomic_write
 OFFSET = 2 ** 15
 SCALE = 64.0
 LIMIT = OFFSET / SCALE  # |u|, |v| below 512 px are stored exactly to 1/64 px
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> channels
 
 
 def _cv2():
@@ -32,10 +35,7 @@ def read_kitti_flow(path):
     raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # None on anything it cannot decode
     if raw is None:
         raise Flownet2Error(f"{path}: not a readable PNG")
-    if raw.dtype != np.uint16 or raw.ndim != 3 or raw.shape[2] != 3:
-        channels = 1 if raw.ndim == 2 else raw.shape[2]
-        raise Flownet2Error(f"{path}: a KITTI flow PNG has 3 channels of 16 bits, this one has {channels} "
-                            f"channel(s) of {raw.dtype.itemsize * 8} bits")
+    _check_format(path, 1 if raw.ndim == 2 else raw.shape[2], raw.dtype.itemsize * 8)
     valid = raw[:, :, 0] > 0  # B
     flow = np.empty(raw.shape[:2] + (2,), np.float32)
     # (value - 2^15) / 64 is exact in float32: both steps stay on 1/64 px steps below 2^24
@@ -43,6 +43,32 @@ def read_kitti_flow(path):
     np.subtract(raw[:, :, 1], OFFSET, out=flow[:, :, 1], dtype=np.float32)  # G
     flow /= SCALE
     return flow, valid
+
+
+def png_header(path):
+    """(height, width, bits per channel, channels) from a PNG's IHDR chunk, without decoding."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError as e:
+        raise Flownet2Error(f"{path}: cannot read ({e.strerror})") from None
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise Flownet2Error(f"{path}: not a PNG file")
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return height, width, head[24], _PNG_CHANNELS.get(head[25], 0)
+
+
+def read_kitti_flow_size(path):
+    """(height, width) of a KITTI flow PNG, after checking it holds 3 channels of 16 bits."""
+    height, width, bits, channels = png_header(path)
+    _check_format(path, channels, bits)
+    return height, width
+
+
+def _check_format(path, channels, bits):
+    if bits != 16 or channels != 3:
+        raise Flownet2Error(f"{path}: a KITTI flow PNG has 3 channels of 16 bits, this one has "
+                            f"{channels} channel(s) of {bits} bits")
 
 
 def encode_kitti_flow(flow, valid=None):
