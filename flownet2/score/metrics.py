@@ -20,7 +20,8 @@ import numpy as np
 from ..data.flo import UNKNOWN_THRESHOLD, unknown_mask
 
 THRESHOLDS = (1, 3, 5)
-FL_ABSOLUTE, FL_RELATIVE = 3.0, 0.05  # KITTI 2015: > 3 px and > 5 % of |gt|
+FL_ABSOLUTE = 3.0  # KITTI 2015: EPE > 3 px and > 5 % of |gt|,
+FL_RELATIVE = 20.0  # the 5 % as its exact inverse: 20 * EPE > |gt|
 OUT_ABSOLUTE = 3.0  # KITTI 2012: > 3 px
 
 RULE_TEXT = {
@@ -61,7 +62,7 @@ def fl_outliers(epe, gt):
     """KITTI 2015's outlier rule per pixel (bool): EPE > 3 px and EPE > 5% of |gt|. Compared as
     20 * EPE > |gt| in float64, so exactly 5% is not an outlier (no rounding of 0.05 involved)."""
     magnitude = np.hypot(gt[..., 0].astype(np.float64), gt[..., 1].astype(np.float64))
-    return (epe > FL_ABSOLUTE) & (20.0 * epe.astype(np.float64) > magnitude)
+    return (epe > FL_ABSOLUTE) & (FL_RELATIVE * epe.astype(np.float64) > magnitude)
 
 
 def out3_outliers(epe):
