@@ -111,13 +111,13 @@ def run_collection(args, jobs, found):
         if getattr(args, flag) is not None:
             raise Flownet2Error(f"--{flag} is for a single source; {args.input[0]} is {found}")
     settings = collection.Settings(
-        model=os.path.abspath(args.model) if os.path.isfile(args.model) else args.model, output=os.path.abspath(args.output), format=args.format, bound=args.bound,
+        model=os.path.abspath(args.model) if os.path.isfile(args.model) else args.model,
+        output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
         force=args.force)
-    settings.flow_format()  # a bad --bound or --start-index is refused before anything is written
-    if args.png and args.format == "kitti":
-        raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; choose one, or another format")
+    # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
+    predict.check_pictures(args.png, settings.flow_format())
     spec = collection.parse_shard(args.shard) if args.shard else None
     if spec is not None:
         jobs = collection.shard(jobs, *spec)

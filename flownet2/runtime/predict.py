@@ -62,6 +62,13 @@ def remove_video_outputs(folder):
     return old
 
 
+def check_pictures(png, fmt):
+    """Pictures beside the flow files need names of their own: not with KITTI's .png flow."""
+    if png and fmt.kind == "kitti":
+        raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; "
+                            "choose one, or another format")
+
+
 def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
     """Refuse, before any work, outputs that exist (unless `force`) and ground truth that does not.
 
@@ -69,9 +76,7 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
     """
     fmt = fmt or FlowFormat()
-    if png and fmt.kind == "kitti":
-        raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; "
-                            "choose one, or another format")
+    check_pictures(png, fmt)
     if video:
         frames.check_video_out(video)
     existing = [video] if video and os.path.exists(video) else []
