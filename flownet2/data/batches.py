@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
 from ..sizes import check_batch_size, check_input_size, model_size
-from . import datasets, sintel
+from . import datasets, decode, sintel
 
 FORMAT = "flownet2-batches"
 VERSION = 3  # 2: sha256 of every source read ("sources") and every file written ("digests");
@@ -314,14 +314,14 @@ def prepare_output(output, manifest):
 
 
 def frame_reader():
-    """read_rgb that keeps the last two frames: pair N's second frame is often pair N+1's first."""
+    """decode.read_frame that keeps the last two frames: pair N's second frame is often pair N+1's first."""
     recent = {}
 
     def read(path):
         if path not in recent:
             if len(recent) >= 2:
                 recent.pop(next(iter(recent)))
-            recent[path] = sintel.read_rgb(path)
+            recent[path] = decode.read_frame(path)
         return recent[path]
     return read
 
@@ -335,7 +335,7 @@ def _read_frames(entry, read):
     return img1, img2
 
 
-def batch_arrays(manifest, batch, read=sintel.read_rgb):
+def batch_arrays(manifest, batch, read=decode.read_frame):
     """(x1, x2) of one batch entry, each (bs, 3, H, W) float32, filler slots repeating."""
     bs, (height, width) = manifest["batch_size"], manifest["model_size"]
     x1 = np.empty((bs, 3, height, width), np.float32)

@@ -158,3 +158,15 @@ class FlowFormat:
 
 # what a video's output folder may hold of ours, whatever the format: removed before a redo
 OUTPUT_FILE = re.compile(r"^(frame_\d{4,}\.(flo|png|npy)|flow_[xy]_\d+\.jpg|img_\d+\.jpg)$")
+
+
+_FLOW_JPG = re.compile(r"^flow_[xy]_\d+\.jpg$")
+
+
+def is_flow_output(name, siblings):
+    """Whether file `name` is flow we wrote (a flow_x / flow_y JPEG) or a picture beside its flow
+    (`x.png` where `x.flo` or `x.npy` is in the set `siblings`): never read back as a frame."""
+    stem, ext = os.path.splitext(name)
+    if _FLOW_JPG.match(name):
+        return True
+    return ext.lower() == ".png" and (stem + ".flo" in siblings or stem + ".npy" in siblings)

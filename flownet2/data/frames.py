@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, natural_sorted
-from . import sintel
+from . import decode, sintel
+from .flow_formats import is_flow_output
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -43,10 +44,21 @@ class FrameSource:
 
     path: str
     kind: str  # "images", "folder" or "video"
-    size: tuple  # (height, width) of every frame
+    size: tuple  # (height, width) of every frame, as displayed
     files: list | None = None  # images / folder: the frame files
     fps: Fraction = DEFAULT_FPS
     frame_count: int | None = None  # None where a video does not say
+    rotation: int = 0  # video: degrees counter-clockwise its display matrix turns the coded frames
+    oriented: int = 0  # images / folder: frames turned or mirrored by their EXIF orientation
+
+    @property
+    def orientation_note(self):
+        """What was turned into display orientation, for the run's first line ("" if nothing)."""
+        if self.rotation:
+            return f"rotated {self.rotation} degrees counter-clockwise by the video's display matrix"
+        if self.oriented:
+            return f"{self.oriented} frame(s) turned by their EXIF orientation"
+        return ""
 
     @property
     def pair_count(self):
@@ -58,12 +70,13 @@ class FrameSource:
         return os.path.splitext(os.path.basename(self.files[i]))[0]
 
     def frames(self):
-        """Yield (height, width, 3) uint8 RGB frames, one at a time."""
+        """Yield (height, width, 3) RGB frames as displayed, one at a time: uint8, or float32 on the
+        8-bit scale from a 16-bit file (decode.read_frame)."""
         if self.kind == "video":
-            yield from _video_frames(self.path, self.size)
+            yield from _video_frames(self.path, self.size, self.rotation)
             return
         for path in self.files:
-            yield sintel.read_rgb(path)
+            yield decode.read_frame(path)
 
 
 def open_source(inputs):
@@ -91,9 +104,9 @@ def open_source(inputs):
 
 
 def _image_source(path, files, kind):
-    size = sintel.image_size(files[0])
-    for f in files[1:]:  # headers only: a mismatch is found before any pixel is decoded
-        other = sintel.image_size(f)
+    headers = [decode.header(f) for f in files]  # a mismatch is found before any pixel is decoded
+    size = headers[0].size
+    for f, other in zip(files[1:], [h.size for h in headers[1:]]):
         if other != size:
             raise Flownet2Error(f"{f}: frame is {other[0]}x{other[1]}, {files[0]} is "
                                 f"{size[0]}x{size[1]}; all frames must have one size")
@@ -103,12 +116,25 @@ def _image_source(path, files, kind):
         if stem in stems:  # frame_1.png and frame_1.jpg would write one frame_1.flo
             raise Flownet2Error(f"{f}: same name as {stems[stem]}; flows are named after the first frame")
         stems[stem] = f
-    return FrameSource(path, kind, size, files=list(files), frame_count=len(files))
+    return FrameSource(path, kind, size, files=list(files), frame_count=len(files),
+                       oriented=sum(h.orientation != 1 for h in headers))
+
+
+def is_hidden(name):
+    """Dot files and folders, macOS's AppleDouble `._name` among them: never frames or videos."""
+    return name.startswith(".")
+
+
+def frame_files(folder):
+    """A folder's frames, natural sort: image files, not hidden, and not our flow or pictures."""
+    names = [f for f in os.listdir(folder) if _ext(f) in IMAGE_EXTS and not is_hidden(f)
+             and os.path.isfile(os.path.join(folder, f))]
+    others = set(os.listdir(folder))
+    return natural_sorted([os.path.join(folder, f) for f in names if not is_flow_output(f, others)])
 
 
 def _folder_source(folder):
-    files = natural_sorted([os.path.join(folder, f) for f in os.listdir(folder)
-                            if _ext(f) in IMAGE_EXTS and os.path.isfile(os.path.join(folder, f))])
+    files = frame_files(folder)
     if len(files) < 2:
         raise Flownet2Error(f"{folder}: {len(files)} frame(s) found, need at least 2 "
                             f"({' '.join(IMAGE_EXTS)})")
@@ -136,23 +162,42 @@ def _video_source(path):
         raise Flownet2Error(f"{path}: cannot read video ({e})") from None
     if len(first) < 2:
         raise Flownet2Error(f"{path}: {len(first)} decodable frame(s), need at least 2")
-    return FrameSource(path, "video", (first[0].height, first[0].width), fps=Fraction(fps),
-                       frame_count=count)
+    rotation = _display_rotation(path, first[0])
+    size = (first[0].height, first[0].width)
+    return FrameSource(path, "video", size[::-1] if rotation % 180 else size, fps=Fraction(fps),
+                       frame_count=count, rotation=rotation)
 
 
-def _video_frames(path, size):
+def _display_rotation(path, frame):
+    """Degrees counter-clockwise (0, 90, 180 or 270) the stream's display matrix turns its frames,
+    as FFmpeg's tools and OpenCV show them; a mirroring or an odd angle is refused, not guessed."""
+    matrix = next((sd for sd in frame.side_data if sd.type.name == "DISPLAYMATRIX"), None)
+    if matrix is None:
+        return 0
+    m = np.frombuffer(bytes(matrix), np.int32).astype(np.int64)  # 16.16 fixed point, row-major 3x3
+    if m[0] * m[4] - m[1] * m[3] < 0:
+        raise Flownet2Error(f"{path}: the display matrix mirrors the picture; not supported, re-encode "
+                            "the video without it (ffmpeg -i IN -vf transpose=... OUT)")
+    degrees = round(frame.rotation)
+    if degrees % 90:
+        raise Flownet2Error(f"{path}: display rotation of {frame.rotation} degrees, not a multiple of 90")
+    return degrees % 360
+
+
+def _video_frames(path, size, rotation):
     av = _av()
     n = 0
+    coded = size[::-1] if rotation % 180 else size
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame-parallel decoding
             for frame in container.decode(stream):
                 n += 1
-                if (frame.height, frame.width) != size:
+                if (frame.height, frame.width) != coded:
                     raise Flownet2Error(f"{path}: frame {n} is {frame.height}x{frame.width}, the first "
-                                        f"is {size[0]}x{size[1]}")
-                yield frame.to_ndarray(format="rgb24")
+                                        f"is {coded[0]}x{coded[1]}")
+                yield decode.rotate(frame.to_ndarray(format="rgb24"), rotation)
     except (av.FFmpegError, OSError, ValueError) as e:
         raise Flownet2Error(f"{path}: cannot decode frame {n + 1} ({e})") from None
 

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import Flownet2Error
+from . import decode
 
 PASSES = ("clean", "final")
 _FLOW_NAME = re.compile(r"^frame_(\d+)\.flo$")
@@ -146,18 +147,13 @@ def _open_image(path):
 
 
 def image_size(path):
-    """(height, width) from the image header, without decoding the pixels."""
-    with _open_image(path) as im:
-        return im.height, im.width
+    """(height, width) as displayed (EXIF orientation applied), from the header, without decoding."""
+    return decode.header(path).size
 
 
 def read_rgb(path):
-    """A frame as (height, width, 3) uint8 RGB; alpha is dropped, grey/palette images expanded."""
-    with _open_image(path) as im:
-        try:
-            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
-        except (OSError, ValueError) as e:
-            raise Flownet2Error(f"{path}: cannot decode image ({e})") from None
+    """A frame as (height, width, 3) uint8 RGB, for pictures: decode.read_frame rounded to 8 bits."""
+    return decode.to_uint8(decode.read_frame(path))
 
 
 def read_mask(path):
@@ -178,9 +174,9 @@ def normalise_pair(img1, img2, out1=None, out2=None):
     xs = []
     for img, out in ((img1, out1), (img2, out2)):
         x = np.empty((3,) + img.shape[:2], np.float32) if out is None else out
-        x[...] = img.transpose(2, 0, 1)  # exact: uint8 values are float32 integers
+        x[...] = img.transpose(2, 0, 1)  # exact: uint8 values and decode's float32 16-bit ones
         xs.append(x)
-    # float64 sums of integer values are exact, so the mean is one rounding away from the truth
+    # float64 sums of 8-bit values are exact, so the mean is one rounding away from the truth
     count = 2 * img1.shape[0] * img1.shape[1]
     mean = (xs[0].sum(axis=(1, 2), dtype=np.float64) + xs[1].sum(axis=(1, 2), dtype=np.float64)) / count
     for x in xs:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..data import frames, sintel
+from ..data import decode, frames, sintel
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
@@ -190,7 +190,7 @@ class _Writer:
         if self.png or self.write_video:
             if self.result.radius is None:  # one radius for the whole sequence: the first pair's
                 self.result.radius = visualize.flow_radius(flow if gt is None else gt)
-            picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius, weights=self.weights)
+            picture = visualize.side_by_side(decode.to_uint8(frame), flow, gt, radius=self.result.radius, weights=self.weights)
             if self.png:
                 save_png(picture_path(self.source, self.output, i), picture)
             if self.write_video:
@@ -232,7 +232,8 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
                          radius=radius, result=result, bar=bar, weights=getattr(session, "label", None))
         name = source.pair_name(0)
-        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), frame)) if rgb else None
+        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), decode.to_uint8(frame))) \
+            if rgb else None
         batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
 
         def read():
