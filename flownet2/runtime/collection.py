@@ -92,26 +92,51 @@ def find_jobs(path):
         return jobs, f"a list of {len(jobs)} video(s) ({path})"
     if not os.path.isdir(path):
         return None
-    top = [f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in frames.IMAGE_EXTS]
+    top = [f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in frames.IMAGE_EXTS
+           and not frames.is_hidden(f)]
     if len(top) >= 2:
         return None  # a folder of frames keeps its meaning
-    videos = []
-    for folder, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        videos += [os.path.join(folder, f) for f in files if os.path.splitext(f)[1].lower() in frames.VIDEO_EXTS]
+    videos, loops = _tree_videos(path)
     if not videos:
         return None
     jobs = _jobs([os.path.relpath(v, path) for v in videos], os.path.abspath(path), path)
     subfolders = len({os.path.dirname(j.key) for j in jobs})
-    return jobs, f"a folder tree of {len(jobs)} video(s) in {subfolders} folder(s) ({path})"
+    skipped = f"; {loops} folder link(s) back into the tree not followed" if loops else ""
+    return jobs, f"a folder tree of {len(jobs)} video(s) in {subfolders} folder(s) ({path}){skipped}"
+
+
+def _tree_videos(path):
+    """(videos by their path in the tree, links skipped): folder links are followed, except one to a
+    folder above it (by real path), which would loop; hidden files and folders are skipped."""
+    videos, loops = [], 0
+    above = {path: (os.path.realpath(path),)}  # each folder: the real paths from the top down to it
+    for folder, dirs, files in os.walk(path, followlinks=True):
+        kept = []
+        for d in dirs:
+            if frames.is_hidden(d):
+                continue
+            real = os.path.realpath(os.path.join(folder, d))
+            if real in above[folder]:
+                loops += 1
+                continue
+            above[os.path.join(folder, d)] = above[folder] + (real,)
+            kept.append(d)
+        dirs[:] = kept
+        videos += [os.path.join(folder, f) for f in files
+                   if os.path.splitext(f)[1].lower() in frames.VIDEO_EXTS and not frames.is_hidden(f)]
+    return videos, loops
 
 
 def _list_jobs(list_path):
     """One video a line, relative to the list's folder (absolute paths as they are); blank lines and
-    lines starting with # are skipped. Output keys: the path relative to the list's folder."""
+    lines starting with # are skipped; UTF-8 with or without a byte-order mark, LF or CRLF. Output
+    keys: the path relative to the list's folder."""
     base = os.path.dirname(os.path.abspath(list_path))
-    with open(list_path, encoding="utf-8") as f:
-        names = [line.strip() for line in f]
+    try:  # utf-8-sig: a byte-order mark (Windows editors) is not part of the first line; CRLF or LF
+        with open(list_path, encoding="utf-8-sig") as f:
+            names = [line.strip() for line in f]
+    except UnicodeDecodeError as e:
+        raise Flownet2Error(f"{list_path}: not UTF-8 text (byte {e.start}); save the list as UTF-8") from None
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
         raise Flownet2Error(f"{list_path}: no video paths in the list")
