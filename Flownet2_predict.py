@@ -96,12 +96,13 @@ def main(argv=None):
     (h, w), (mh, mw) = source.size, session.size
     pairs = "" if source.pair_count is None else f", {source.pair_count} pair(s)"
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
-    print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}); model: {args.model} ({mh}x{mw}, batch "
-          f"{session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
+    turned = f"; {source.orientation_note}" if source.orientation_note else ""
+    print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}{turned}); model: {args.model} ({mh}x{mw}, "
+          f"batch {session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
     result = predict.predict(session, source, output=args.output, size_mode=args.size_mode, png=args.png,
                              video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps,
                              fmt=fmt, rgb=args.rgb)
-    report(args, result, session.label)
+    report(args, result, session.label, fmt)
     return 0
 
 
@@ -122,6 +123,7 @@ def run_collection(args, jobs, found):
     if spec is not None:
         jobs = collection.shard(jobs, *spec)
         found += f"; shard {spec[0]}/{spec[1]}: {len(jobs)} of them"
+    collection.check_inputs_kept(settings, args.input[0], jobs, spec)
     if args.ray is not None:
         from flownet2.runtime import ray_pool
 
@@ -138,7 +140,7 @@ def run_collection(args, jobs, found):
     return 1 if tally.failures else 0
 
 
-def report(args, result, label):
+def report(args, result, label, fmt):
     if args.gt:
         # a stand-in EPE must never be read without its warning, whichever line a reader greps
         banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(label) else []
@@ -146,7 +148,9 @@ def report(args, result, label):
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
         print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
-    wrote = [f"{result.pairs} .{args.format}" + (" + .png" if args.png else "") + f" in {os.path.abspath(args.output)}"]
+    files = [fmt.describe(result.pairs)] + ([f"{result.pairs} .png pictures"] if args.png else [])
+    files += [f"{result.pairs + 1 if result.pairs else 0} img_N.jpg frames"] if args.rgb else []
+    wrote = [" + ".join(files) + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")
     if result.radius is not None:

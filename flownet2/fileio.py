@@ -119,6 +119,24 @@ def _lock_file(path, folder, what):
         os.close(fd)  # the holder removed it between our open and our lock: try again
 
 
+def check_inputs_kept(output, *, read_folders=(), inputs=(), writes=()):
+    """Refuse, before anything is written, a run that would write over what it reads: an `output`
+    folder that is or lies inside a folder it lists inputs from, or a file it writes that is one of
+    its `inputs`. Real paths are compared, so links and `..` do not hide a match."""
+    out = os.path.realpath(output)
+    for folder in read_folders:
+        real = os.path.realpath(folder)
+        if out == real or out.startswith(real.rstrip(os.sep) + os.sep):
+            where = "is" if out == real else "is inside"
+            raise Flownet2Error(f"{output}: the output folder {where} the input folder {folder}; inputs are "
+                                "never written over, choose an output folder outside it")
+    reads = {os.path.realpath(p): p for p in inputs}
+    for path in writes:
+        if os.path.realpath(path) in reads:
+            raise Flownet2Error(f"{path}: would be written over the input {reads[os.path.realpath(path)]}; "
+                                "inputs are never written over, choose another output")
+
+
 def digest(data):
     """"sha256:<hex>" of bytes (or anything with the buffer protocol): how files are identified."""
     return "sha256:" + hashlib.sha256(data).hexdigest()

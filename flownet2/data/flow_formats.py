@@ -155,6 +155,12 @@ class FlowFormat:
     def read(self, path):
         return read_flow(path, bound=self.bound)
 
+    def describe(self, pairs):
+        """The flow files `pairs` pairs write, for a summary: "9 .flo", "18 .jpg (flow_x, flow_y)"."""
+        if self.kind == "jpg":
+            return f"{2 * pairs} .jpg (flow_x, flow_y)"
+        return f"{pairs} {'KITTI ' if self.kind == 'kitti' else ''}{_EXT[self.kind]}"
+
 
 # what a video's output folder may hold of ours, whatever the format: removed before a redo
 OUTPUT_FILE = re.compile(r"^(frame_\d{4,}\.(flo|png|npy)|flow_[xy]_\d+\.jpg|img_\d+\.jpg)$")

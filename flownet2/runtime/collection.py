@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..data import frames
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error
+from .. import fileio
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
 from ..sizes import model_size
 from . import predict
@@ -175,6 +176,15 @@ def parse_shard(text):
 def shard(jobs, i, n):
     """Shard i of n (1-based) of the sorted jobs: every n-th, so each shard gets a mix of folders."""
     return jobs[i - 1::n]
+
+
+def check_inputs_kept(settings, path, jobs, shard_spec=None):
+    """Refuse an output folder that is or lies inside the folder tree read (`path`), or files this
+    run writes that are its inputs: nothing is written over a video or the list, `force` or not."""
+    fileio.check_inputs_kept(
+        settings.output, read_folders=[path] if os.path.isdir(path) else [],
+        inputs=[j.video for j in jobs] + ([] if os.path.isdir(path) else [path]),
+        writes=[os.path.join(settings.output, SETTINGS_FILE), failed_list_path(settings.output, shard_spec)])
 
 
 def check_settings(settings):

@@ -19,7 +19,7 @@ from ..data import decode, frames, sintel
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
-from ..fileio import save_png
+from ..fileio import check_inputs_kept, save_png
 from ..score import metrics, visualize
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
@@ -70,7 +70,8 @@ def check_pictures(png, fmt):
 
 
 def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
-    """Refuse, before any work, outputs that exist (unless `force`) and ground truth that does not.
+    """Refuse, before any work, outputs that exist (unless `force`), outputs that would land on the
+    inputs (whatever `force` says) and ground truth that does not exist.
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
@@ -79,6 +80,9 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
     check_pictures(png, fmt)
     if video:
         frames.check_video_out(video)
+    planned = [] if source.kind == "video" else _planned(source, output, fmt, png=png, rgb=rgb)
+    check_inputs_kept(output, read_folders=[source.path] if source.kind == "folder" else [],
+                      inputs=source.files or [source.path], writes=planned + ([video] if video else []))
     existing = [video] if video and os.path.exists(video) else []
     if source.kind == "video":
         folder = video_folder(source, output)
@@ -86,12 +90,7 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         existing += [os.path.join(folder, f) for f in old]
         if force:
             remove_video_outputs(folder)
-    else:
-        for i in range(source.pair_count):
-            name = source.pair_name(i)
-            paths = [os.path.join(output, f) for f in fmt.files(name, i)] + [picture_path(source, output, i)]
-            paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if rgb]
-            existing += [p for p in dict.fromkeys(paths) if os.path.exists(p)]
+    existing += [p for p in planned if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -101,6 +100,17 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         for i in range(source.pair_count or 0):
             if not os.path.isfile(gt_path(source, gt_dir, i, fmt)):
                 raise Flownet2Error(f"{gt_path(source, gt_dir, i, fmt)}: ground truth not found")
+
+
+def _planned(source, output, fmt, *, png, rgb):
+    """Every file a run over a known list of frames writes, in order, once each."""
+    paths = []
+    for i in range(source.pair_count):
+        name = source.pair_name(i)
+        paths += [os.path.join(output, f) for f in fmt.files(name, i)]
+        paths += [picture_path(source, output, i)] if png else []
+        paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if rgb]
+    return list(dict.fromkeys(paths))
 
 
 def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
