@@ -166,13 +166,11 @@ class FlowFormat:
 OUTPUT_FILE = re.compile(r"^(frame_\d{4,}\.(flo|png|npy)|flow_[xy]_\d+\.jpg|img_\d+\.jpg)$")
 
 
+
 _FLOW_JPG = re.compile(r"^flow_[xy]_\d+\.jpg$")
 
 
-def is_flow_output(name, siblings):
-    """Whether file `name` is flow we wrote (a flow_x / flow_y JPEG) or a picture beside its flow
-    (`x.png` where `x.flo` or `x.npy` is in the set `siblings`): never read back as a frame."""
-    stem, ext = os.path.splitext(name)
-    if _FLOW_JPG.match(name):
-        return True
-    return ext.lower() == ".png" and (stem + ".flo" in siblings or stem + ".npy" in siblings)
+def is_flow_jpg(name):
+    """Whether file `name` is one of our jpg flow files (flow_x_N.jpg / flow_y_N.jpg): flow, never a
+    frame. (Our pictures need no rule: their caption strip makes them taller than any frame.)"""
+    return bool(_FLOW_JPG.match(name))

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, natural_sorted
 from . import decode, sintel
-from .flow_formats import is_flow_output
+from .flow_formats import is_flow_jpg
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -126,11 +126,10 @@ def is_hidden(name):
 
 
 def frame_files(folder):
-    """A folder's frames, natural sort: image files, not hidden, and not our flow or pictures."""
-    names = [f for f in os.listdir(folder) if _ext(f) in IMAGE_EXTS and not is_hidden(f)
-             and os.path.isfile(os.path.join(folder, f))]
-    others = set(os.listdir(folder))
-    return natural_sorted([os.path.join(folder, f) for f in names if not is_flow_output(f, others)])
+    """A folder's frames, natural sort: image files, not hidden, and not our jpg flow."""
+    return natural_sorted([os.path.join(folder, f) for f in os.listdir(folder)
+                           if _ext(f) in IMAGE_EXTS and not is_hidden(f) and not is_flow_jpg(f)
+                           and os.path.isfile(os.path.join(folder, f))])
 
 
 def _folder_source(folder):
