@@ -219,6 +219,22 @@ def test_a_picture_or_video_that_would_land_on_an_input_is_refused_and_it_is_kep
     assert checksums(tmp_path) == before
 
 
+def test_ground_truth_in_the_output_folder_is_never_written_over(tmp_path, capsys):
+    frames_dir = _frame_folder(tmp_path / "frames", n=2)
+    _rotated_video(tmp_path / "clip.mp4", real_frames(3), 0)
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for name in ("frame_0001.flo", "frame_0002.flo"):
+        (gt / name).write_bytes(b"PIEH" + np.array([64, 48], "<i4").tobytes() + bytes(64 * 48 * 8))
+    (gt / "clip").symlink_to(gt)  # a video's outputs would go to gt/clip/, which is gt itself
+    before = checksums(tmp_path)
+    for source in (frames_dir, tmp_path / "clip.mp4"):
+        code, _, err = run_cli(["--model", tmp_path / "none.onnx", "--input", source, "--output", gt,
+                                "--gt", gt, "--force"], capsys)
+        assert code == 2 and "inputs are never written over" in err, err
+    assert checksums(tmp_path) == before
+
+
 def test_a_video_collection_into_its_own_tree_is_refused(tmp_path, capsys):
     (tmp_path / "videos" / "a").mkdir(parents=True)
     _rotated_video(tmp_path / "videos" / "a" / "v.mp4", real_frames(2), 0)

@@ -81,8 +81,13 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
     if video:
         frames.check_video_out(video)
     planned = [] if source.kind == "video" else _planned(source, output, fmt, png=png, rgb=rgb)
+    reads = list(source.files or [source.path])
+    if gt_dir is not None:  # ground truth is an input too
+        reads += [gt_path(source, gt_dir, i, fmt) for i in range(source.pair_count or 0)]
+        if source.kind == "video":  # its outputs are named only as it decodes: keep them out of gt_dir
+            check_inputs_kept(video_folder(source, output), read_folders=[gt_dir])
     check_inputs_kept(output, read_folders=[source.path] if source.kind == "folder" else [],
-                      inputs=source.files or [source.path], writes=planned + ([video] if video else []))
+                      inputs=reads, writes=planned + ([video] if video else []))
     existing = [video] if video and os.path.exists(video) else []
     if source.kind == "video":
         folder = video_folder(source, output)
