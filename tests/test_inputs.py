@@ -299,3 +299,21 @@ def test_the_summary_names_the_files_it_wrote(tmp_path, capsys):
                   "kitti": f"{len(written)} KITTI .png", "flo": f"{sum(f.endswith('.flo') for f in written)} .flo + "
                                                              f"{sum(f.endswith('.png') for f in written)} .png pictures"}
         assert line.startswith(f"wrote {counts[fmt]} in "), line
+
+
+def test_a_collection_runs_linked_and_rotated_videos_by_tree_path_in_display_orientation(tmp_path, capsys):
+    raw, tree = tmp_path / "raw", tmp_path / "tree"
+    raw.mkdir()
+    (tree / "a").mkdir(parents=True)
+    _rotated_video(raw / "phone.mp4", real_frames(3), 270)
+    _rotated_video(tree / "a" / "still.mp4", real_frames(2), 0)
+    (tree / "a" / "._still.mp4").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # would fail as a video
+    os.symlink(raw, tree / "train")
+    model = tiny_model(tmp_path / "m.onnx", size=(64, 64))
+    code, out, err = run_cli(["--model", model, "--input", tree, "--output", tmp_path / "o", "--size-mode", "pad"],
+                             capsys)
+    assert code == 0, err
+    assert "videos: 2 done, 0 skipped (finished before), 0 failed of 2" in out
+    assert "1 video(s) turned to display orientation" in out
+    assert read_flo(tmp_path / "o" / "train" / "phone" / "frame_0001.flo").shape[:2] == SIZE[::-1]
+    assert read_flo(tmp_path / "o" / "a" / "still" / "frame_0001.flo").shape[:2] == SIZE

@@ -80,6 +80,7 @@ class Outcome:
     model_ms: float = 0.0
     reason: str = ""
     loads: int = 0  # models this worker opened for this job
+    rotation: int = 0  # degrees the video's display matrix turned its frames
 
 
 # ------------------------------------------------------------------------------------------ jobs
@@ -253,7 +254,7 @@ class Worker:
                 return Outcome(job.key, job.name, "skipped")
             _clear(folder, marker)
             try:
-                result, label = self._predict(job, folder)
+                result, label, rotation = self._predict(job, folder)
                 failure = None
             except ModelError:
                 _clear(folder, marker)
@@ -272,7 +273,7 @@ class Worker:
                 os.rmdir(folder)  # only when empty: a failed video leaves no folder for a reader to count
             return failure
         return Outcome(job.key, job.name, "done", pairs=result.pairs, seconds=time.perf_counter() - t0,
-                       model_ms=result.model_ms, loads=self.loads - loads)
+                       model_ms=result.model_ms, loads=self.loads - loads, rotation=rotation)
 
     def _predict(self, job, folder):
         s = self.settings
@@ -283,7 +284,7 @@ class Worker:
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, size_mode=s.size_mode, png=s.png,
                                  radius=s.radius, progress=False, fmt=self.fmt, rgb=s.rgb)
-        return result, getattr(session, "label", None)
+        return result, getattr(session, "label", None), source.rotation
 
 
 def _clear(folder, marker):
@@ -313,6 +314,7 @@ class Tally:
     pairs: int = 0
     model_ms: float = 0.0
     loads: int = 0
+    rotated: int = 0  # videos turned to display orientation by their display matrix
     t0: float = field(default_factory=time.perf_counter)
     bar: object = None
 
@@ -326,6 +328,7 @@ class Tally:
         self.pairs += outcome.pairs
         self.model_ms += outcome.model_ms
         self.loads += outcome.loads
+        self.rotated += bool(outcome.rotation)
         if outcome.status == "failed":
             self.failures.append(outcome)
             lines = "".join(f"{o.name}\t{o.reason}\n" for o in sorted(self.failures, key=lambda o: o.key))
@@ -345,6 +348,8 @@ class Tally:
                   f"{held} of {self.total}"),
                  (f"pairs: {self.pairs} computed in {seconds:.1f} s, {self.pairs / seconds:.2f} pairs/s; "
                   f"model busy {self.model_ms / 1000:.1f} s; model opened {self.loads} time(s)")]
+        if self.rotated:
+            lines.append(f"{self.rotated} video(s) turned to display orientation by their display matrix")
         if self.failures:
             lines.append(f"failed videos and their reasons: {self.failed_path}")
         return lines
