@@ -77,6 +77,19 @@ def test_a_folder_of_16_bit_frames_gives_the_flow_of_its_8_bit_frames(tmp_path, 
             assert (tmp_path / "out16" / name).read_bytes() == (tmp_path / "out8" / name).read_bytes()
 
 
+def test_a_16_bit_video_keeps_its_precision(tmp_path):
+    values = np.random.default_rng(3).integers(0, 65536, (2,) + SIZE + (3,), dtype=np.uint16)
+    with av.open(str(tmp_path / "deep.mkv"), "w") as out:  # FFV1: lossless, 16 bits per channel
+        stream = out.add_stream("ffv1", rate=12)
+        stream.height, stream.width = SIZE
+        stream.pix_fmt = "gbrp16le"
+        for v in values:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(v, format="rgb48le")))
+        out.mux(stream.encode())
+    got = list(frames.open_source([tmp_path / "deep.mkv"]).frames())
+    np.testing.assert_allclose(np.stack(got), values / 257.0, atol=1e-4, rtol=0)
+
+
 def test_grey_palette_alpha_cmyk_and_1_bit_match_conversions_by_hand(tmp_path):
     rgb = real_frames(1)[0]
     grey = rgb[:, :, 0]

@@ -196,9 +196,17 @@ def _video_frames(path, size, rotation):
                 if (frame.height, frame.width) != coded:
                     raise Flownet2Error(f"{path}: frame {n} is {frame.height}x{frame.width}, the first "
                                         f"is {coded[0]}x{coded[1]}")
-                yield decode.rotate(frame.to_ndarray(format="rgb24"), rotation)
+                yield decode.rotate(_rgb(frame), rotation)
     except (av.FFmpegError, OSError, ValueError) as e:
         raise Flownet2Error(f"{path}: cannot decode frame {n + 1} ({e})") from None
+
+
+def _rgb(frame):
+    """A decoded frame as RGB: uint8 from 8-bit video, float32 on the 8-bit scale (value / 257)
+    from deeper video (10-bit phone HDR, 16-bit lossless), so every bit reaches the model."""
+    if max(c.bits for c in frame.format.components) <= 8:
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(format="rgb48le").astype(np.float32) / np.float32(decode.SIXTEEN_BIT_STEP)
 
 
 def check_size(source, model_size, mode):
