@@ -247,9 +247,12 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
                          radius=radius, result=result, bar=bar, weights=getattr(session, "label", None))
         name = source.pair_name(0)
-        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), decode.to_uint8(frame))) \
-            if rgb else None
-        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
+
+        def on_frame(n, frame):  # --rgb: every frame as the 8-bit JPEG training code reads
+            write_jpeg(os.path.join(output, fmt.frame_file(name, n)), decode.to_uint8(frame))
+
+        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video),
+                           on_frame if rgb else None)
 
         def read():
             for batch in batches:
