@@ -33,7 +33,8 @@ class FrameHeader:
     orientation: int  # EXIF orientation, 1 = as stored
 
 
-def _open(path):
+def open_image(path):
+    """PIL's image, lazily (header only); a file PIL cannot open is refused in one line."""
     try:
         return Image.open(path)
     except (OSError, ValueError) as e:
@@ -55,7 +56,7 @@ def _orientation(im):
 
 def header(path):
     """FrameHeader from the file's header, without decoding the pixels."""
-    with _open(path) as im:
+    with open_image(path) as im:
         orientation = _orientation(im)
         h, w = im.height, im.width
     return FrameHeader((w, h) if orientation in ROTATED else (h, w), orientation)
@@ -77,7 +78,7 @@ def rotate(pixels, degrees):
 
 def read_frame(path):
     """(height, width, 3) RGB as displayed: uint8 from an 8-bit file, float32 (0..255) from a 16-bit one."""
-    with _open(path) as im:
+    with open_image(path) as im:
         orientation = _orientation(im)
         try:
             pixels = _pixels(path, im)

@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from ..errors import Flownet2Error
 from . import decode
@@ -139,13 +138,6 @@ def skipped_message(skipped, shown=3):
     return f"{len(skipped)} frame file(s) missing, their flows skipped (first: {first})"
 
 
-def _open_image(path):
-    try:
-        return Image.open(path)
-    except (OSError, ValueError) as e:
-        raise Flownet2Error(f"{path}: cannot read image ({e})") from None
-
-
 def image_size(path):
     """(height, width) as displayed (EXIF orientation applied), from the header, without decoding."""
     return decode.header(path).size
@@ -158,7 +150,7 @@ def read_rgb(path):
 
 def read_mask(path):
     """A Sintel mask PNG (255 = set) as a (height, width) bool array."""
-    with _open_image(path) as im:
+    with decode.open_image(path) as im:
         try:
             return np.asarray(im if im.mode == "L" else im.convert("L")) >= 128
         except (OSError, ValueError) as e:
