@@ -117,6 +117,21 @@ def test_grey_palette_alpha_cmyk_and_1_bit_match_conversions_by_hand(tmp_path):
         np.testing.assert_allclose(got, want, atol=1 if name.startswith("cmyk") else 0, err_msg=name)
 
 
+def test_a_16_bit_bmp_is_packed_5_6_5_not_16_bits_per_channel(tmp_path):
+    h, w = 4, 6
+    rng = np.random.default_rng(4)
+    r, g, b = rng.integers(0, 32, (h, w)), rng.integers(0, 64, (h, w)), rng.integers(0, 32, (h, w))
+    words = (r << 11 | g << 5 | b).astype("<u2")[::-1]  # bottom-up rows
+    rows = b"".join(row.tobytes() + bytes((-2 * w) % 4) for row in words)
+    info = (np.array([40, w, h], "<i4").tobytes() + np.array([1, 16], "<u2").tobytes()
+            + np.array([3, len(rows), 0, 0, 0, 0, 0xF800, 0x07E0, 0x001F], "<u4").tobytes())  # 3: bit fields
+    (tmp_path / "x.bmp").write_bytes(b"BM" + np.array([66 + len(rows), 0, 66], "<u4").tobytes() + info + rows)
+    got = decode.read_frame(tmp_path / "x.bmp")
+    assert got.dtype == np.uint8
+    # 5 or 6 bits to 8: readers differ by how they fill the low bits, never by more than 7 levels
+    np.testing.assert_allclose(got, np.dstack([r * 255 / 31, g * 255 / 63, b * 255 / 31]), atol=7)
+
+
 def test_float_and_wide_integer_images_are_refused_naming_the_file(tmp_path):
     Image.fromarray(np.full(SIZE, 0.5, np.float32)).save(tmp_path / "float.tif")
     Image.fromarray(np.full(SIZE, 70000, np.int32), "I").save(tmp_path / "wide.tif")

@@ -12,6 +12,7 @@ display orientation; a file it cannot map faithfully is refused in one line, nev
 EXIF orientation (JPEG, TIFF, WebP, PNG's eXIf) is applied, as OpenCV's imread and FFmpeg's tools
 show the picture; a value outside 1..8 counts as 1, as they do.
 """
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,8 @@ ORIENTATION_TAG = 0x0112
 _EIGHT_BIT = {"1": "RGB", "L": "RGB", "P": "RGBA", "PA": "RGBA", "RGB": "RGB", "RGBX": "RGB",
               "CMYK": "RGB", "YCbCr": "RGB", "LA": "RGBA", "RGBA": "RGBA"}  # mode -> what to convert to
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N")
+# 16 bits per channel as PNG and TIFF store them ('RGB;16B'); not BMP's packed 5-6-5 'BGR;16'
+_SIXTEEN_PER_CHANNEL = re.compile(r";16[BLN]$")
 ROTATED = (5, 6, 7, 8)  # orientations whose display size swaps height and width
 
 
@@ -94,7 +97,7 @@ def _rawmode(im):
 
 
 def _pixels(path, im):
-    if im.mode in ("RGB", "RGBA", "LA") and ";16" in _rawmode(im):
+    if im.mode in ("RGB", "RGBA", "LA") and _SIXTEEN_PER_CHANNEL.search(_rawmode(im)):
         return _sixteen_bit_colour(path, im.size)  # Pillow would keep only the high byte
     if im.mode in _SIXTEEN_BIT_GREY:
         return _grey(np.asarray(im).astype(np.float32) / np.float32(SIXTEEN_BIT_STEP))
