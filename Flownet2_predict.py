@@ -20,6 +20,7 @@ from flownet2.data import flow_formats, frames, sintel
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
 from flownet2.runtime import collection, predict
+from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
 from flownet2.sizes import model_size
 
@@ -85,9 +86,10 @@ def main(argv=None):
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
                                 f"{args.input[0]} is a single source")
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
+    outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
+                      radius=args.flow_radius)
     source = frames.open_source(args.input)
-    predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
-                            force=args.force, fmt=fmt, rgb=args.rgb)
+    predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=args.precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
@@ -99,10 +101,8 @@ def main(argv=None):
     turned = f"; {source.orientation_note}" if source.orientation_note else ""
     print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}{turned}); model: {args.model} ({mh}x{mw}, "
           f"batch {session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
-    result = predict.predict(session, source, output=args.output, size_mode=args.size_mode, png=args.png,
-                             video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps,
-                             fmt=fmt, rgb=args.rgb)
-    report(args, result, session.label, fmt)
+    result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)
+    report(args, result, session.label, outputs)
     return 0
 
 
@@ -118,7 +118,7 @@ def run_collection(args, jobs, found):
         size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
         force=args.force)
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
-    predict.check_pictures(args.png, settings.flow_format())
+    predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
     if spec is not None:
         jobs = collection.shard(jobs, *spec)
@@ -140,7 +140,7 @@ def run_collection(args, jobs, found):
     return 1 if tally.failures else 0
 
 
-def report(args, result, label, fmt):
+def report(args, result, label, outputs):
     if args.gt:
         # a stand-in EPE must never be read without its warning, whichever line a reader greps
         banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(label) else []
@@ -148,8 +148,8 @@ def report(args, result, label, fmt):
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
         print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
-    files = [fmt.describe(result.pairs)] + ([f"{result.pairs} .png pictures"] if args.png else [])
-    files += [f"{result.pairs + 1 if result.pairs else 0} img_N.jpg frames"] if args.rgb else []
+    files = [outputs.fmt.describe(result.pairs)] + ([f"{result.pairs} .png pictures"] if outputs.png else [])
+    files += [f"{result.pairs + 1 if result.pairs else 0} img_N.jpg frames"] if outputs.rgb else []
     wrote = [" + ".join(files) + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")
