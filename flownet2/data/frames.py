@@ -2,7 +2,7 @@
 
 A source is two image files, a folder of frames (natural sort: frame_2 before frame_10) or a video
 decoded as a stream (PyAV, FFmpeg's libraries); consecutive frames make the pairs. Frames reach the
-model's size through `sintel.InputPadder` (pad, or bilinear resize with u, v rescaled on the way
+model's size through `images.InputPadder` (pad, or bilinear resize with u, v rescaled on the way
 back), so there is one rule for sizes across the toolkit. The flow video is written here too.
 """
 import contextlib
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, natural_sorted
-from . import decode, sintel
+from . import decode, images
 from .flow_formats import is_flow_jpg
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
@@ -215,7 +215,7 @@ def check_size(source, model_size, mode):
     if mode == "pad" and (h > mh or w > mw):
         raise Flownet2Error(f"{source.path}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
                             f"resize them instead of padding, or use a model made for this size")
-    return sintel.InputPadder(source.size, model_size, mode)
+    return images.InputPadder(source.size, model_size, mode)
 
 
 def check_video_out(path):
