@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from .. import fileio
 from ..data import frames
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error
-from .. import fileio
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
 from ..sizes import model_size
 from . import predict
