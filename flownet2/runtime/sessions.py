@@ -179,11 +179,11 @@ def open_torch(weights, *, batch_size=1, size=DEFAULT_SIZE, precision="fp32", de
     """PyTorch on CUDA GPU `device` when one is visible, else on the CPU (fp32, or bf16 with bf16 units)."""
     import torch
 
-    from . import torch_backend
+    from . import cpu, torch_backend
 
     cuda = torch.cuda.is_available()
     if not cuda:
-        torch_backend.check_cpu_precision(precision)
+        cpu.check_cpu_precision(precision)
     height, width = size
     # channels-last: what cuDNN's fast fp16 kernels want; the CPU's kernels prefer NCHW
     return torch_backend.TorchSession.load(weights, unsafe_pickle=unsafe_pickle, batch=batch_size, height=height,
