@@ -25,6 +25,7 @@ from ..errors import Flownet2Error
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
 from ..sizes import model_size
 from . import predict
+from .engines import engine_for
 
 MARKER = ".flownet2_done.json"
 SETTINGS_FILE = ".flownet2_collection.json"
@@ -181,8 +182,8 @@ class Worker:
         self.loads = 0
 
     def session(self, source):
-        static = self.settings.model.endswith((".onnx", ".om"))  # one input size, whatever the frames
-        key = None if static else model_size(*source.size)
+        # a static model has one input size, whatever the frames
+        key = None if engine_for(self.settings.model).static else model_size(*source.size)
         if key not in self.sessions:
             s = self.settings
             try:

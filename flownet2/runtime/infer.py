@@ -32,6 +32,7 @@ from ..errors import Flownet2Error
 from ..fileio import atomic_save, atomic_write, digest, file_digest, natural_sorted
 from ..model.provenance import KEY as WEIGHTS_KEY
 from ..model.provenance import weights_label
+from .engines import ENGINES, engine_for
 from .sessions import AIS_BENCH_HINT, DEFAULT_SIZE, open_model
 
 PURE_INFER_FILE = "pure_infer_data"  # ais_bench's name for the made-up input of performance mode
@@ -89,7 +90,7 @@ def parse_args(argv):
     p.add_argument("--display_all_summary", type=_bool, default=False, help="also print H2D and D2H latencies")
     p.add_argument("--run_mode", type=_run_mode, default="array", help="array only: inputs are numpy arrays")
     # Not in ais_bench: this runner's own backends.
-    p.add_argument("--backend", choices=("onnxruntime", "torch"),
+    p.add_argument("--backend", choices=[e.name for e in ENGINES.values() if not e.handed_over],
                    help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch)")
     p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"),
                    help="torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
@@ -364,17 +365,12 @@ def open_runner_session(model, *, backend=None, device=0, precision=None, torch_
                         batchsize=None, emulate=None):
     """flownet2.runtime.sessions.open_model with this runner's defaults: PyTorch in fp16 CUDA graphs on a GPU,
     fp32 eager on a CPU; `backend`, when given, must match the model."""
-    onnx = model.endswith(".onnx")
-    if backend == "torch" and onnx:
-        raise Flownet2Error(f"{model}: PyTorch runs a checkpoint or stand-in:SEED; an .onnx runs on ONNX Runtime")
-    if backend == "onnxruntime" and not onnx:
-        raise Flownet2Error(f"{model}: ONNX Runtime runs .onnx models; a checkpoint or stand-in:SEED runs on PyTorch")
-    if onnx:
-        return open_model(model, device=device, precision=precision or "fp32", emulate=emulate)
+    if engine_for(model, backend).static:
+        return open_model(model, backend=backend, device=device, precision=precision or "fp32", emulate=emulate)
     import torch
 
     cuda = torch.cuda.is_available()
-    return open_model(model, batch_size=batchsize or 1, size=size, device=device, emulate=emulate,
+    return open_model(model, backend=backend, batch_size=batchsize or 1, size=size, device=device, emulate=emulate,
                       precision=precision or ("fp16" if cuda else "fp32"),
                       torch_mode=torch_mode or ("graphs" if cuda else "eager"))
 
@@ -516,7 +512,7 @@ def _unchanged_digests(summary, before):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     model = typed_model(argv)
-    if model is not None and model.endswith(".om"):
+    if model is not None and engine_for(model).handed_over:
         return hand_over_to_ais_bench(argv, model=model)
     args = parse_args(argv)
     if args.torch_mode == "compile":
