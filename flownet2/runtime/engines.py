@@ -11,6 +11,7 @@ torch, ONNX Runtime or ais_bench. The weights label is read by the model's kind
 (flownet2.model.provenance.weights_label: ONNX metadata, the .om sidecar; a checkpoint's session labels
 its own tensors).
 """
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -52,6 +53,7 @@ AIS_BENCH = Tool(_importable("ais_bench"),
                  "ais_bench not importable: install its wheel (not on PyPI; "
                  "https://gitee.com/ascend/tools/tree/master/ais-bench_workload/tool/ais_bench)")
 ONNXRUNTIME = Tool(_importable("onnxruntime"), "onnxruntime not importable: pip install -r requirements.txt")
+OPENVINO = Tool(_importable("openvino"), "openvino not importable: pip install -r requirements.txt")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Engine:
     emulates: bool = False      # can round like fp16/bf16 storage (open_model's emulate)
     tools: tuple = ()           # what the whole chain needs installed for it (python -m flownet2.stages)
     handed_over: bool = False   # python -m flownet2.infer passes the model to another program (ais_bench)
+    also: tuple = ()            # other model kinds it runs when asked (--backend), static as their own engine
+    precisions: tuple = ("fp32",)  # what it runs a static model in (precision of open_model)
 
     def open(self, model, **options):
         module, name = self.opener.split(":")
@@ -92,18 +96,27 @@ ENGINES = {engine.name: engine for engine in (
     Engine("torch", "PyTorch", "torch", takes="a checkpoint or stand-in:SEED", noun="a checkpoint or stand-in:SEED",
            opener="flownet2.runtime.sessions:open_torch",
            options=("batch_size", "size", "precision", "device", "torch_mode", "unsafe_pickle"), static=False),
+    Engine("openvino", "OpenVINO", "onnx", takes=".onnx models, checkpoints and stand-in:SEED (on the CPU)",
+           noun="an .onnx", opener="flownet2.runtime.openvino_backend:open_openvino",
+           options=("batch_size", "size", "precision"), static=True, tools=(OPENVINO,), also=("torch",),
+           precisions=("fp32", "bf16")),
 )}
-_BY_KIND = {engine.kind: engine for engine in ENGINES.values()}
+_BY_KIND = {engine.kind: engine for engine in ENGINES.values() if engine.name != "openvino"}
 
 
 def engine_for(model, backend=None):
     """The engine that runs `model` (an .onnx, an .om, a checkpoint or stand-in:SEED); `backend`, when
     given, must be that engine's name."""
-    engine = _BY_KIND[model_kind(model)]
+    kind = model_kind(model)
+    engine = _BY_KIND[kind]
     if backend is None or backend == engine.name:
         return engine
     if backend not in ENGINES:
         raise Flownet2Error(f"backend {backend!r} is not one of {', '.join(ENGINES)}")
     asked = ENGINES[backend]
+    if asked.kind == kind:
+        return asked
+    if kind in asked.also:  # e.g. OpenVINO running a checkpoint: sized at open, as PyTorch does
+        return dataclasses.replace(asked, kind=kind, static=engine.static)
     raise Flownet2Error(f"{os.fspath(model)}: {asked.display} runs {asked.takes}; {engine.noun} runs on "
                         f"{engine.display}")

@@ -38,8 +38,8 @@ from .sessions import AIS_BENCH_HINT, DEFAULT_SIZE, open_model
 PURE_INFER_FILE = "pure_infer_data"  # ais_bench's name for the made-up input of performance mode
 DIGESTS_KEY = "flownet2.input_digests"
 LATENCY_NOTE_KEY = "flownet2.latency_note"
-NO_COPY_STEP = ("H2D/D2H are 0: this backend (ONNX Runtime, or PyTorch on the CPU) has no host-device copy "
-                "step it can time apart from the run, so NPU_compute_time includes any copies")
+NO_COPY_STEP = ("H2D/D2H are 0: this backend (ONNX Runtime, OpenVINO, or PyTorch on the CPU) has no host-device "
+                "copy step it can time apart from the run, so NPU_compute_time includes any copies")
 # ais_bench flags that control an NPU, a compiled .om or Ascend's tools: nothing to do on this runner.
 ASCEND_ONLY = {
     "--acl_json_path": "an ACL configuration for the NPU's profiling or dump",
@@ -91,9 +91,11 @@ def parse_args(argv):
     p.add_argument("--run_mode", type=_run_mode, default="array", help="array only: inputs are numpy arrays")
     # Not in ais_bench: this runner's own backends.
     p.add_argument("--backend", choices=[e.name for e in ENGINES.values() if not e.handed_over],
-                   help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch)")
+                   help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch); "
+                        "openvino runs either on the CPU")
     p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"),
-                   help="torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
+                   help="openvino: fp32 (default) or bf16 (a CPU with AVX512_BF16 or AMX); "
+                        "torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
                         "bf16 on a CPU with AVX512_BF16 or AMX)")
     p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"),
                    help="torch: eager, one CUDA graph (default on CUDA), or torch.compile (cached)")
@@ -365,8 +367,10 @@ def open_runner_session(model, *, backend=None, device=0, precision=None, torch_
                         batchsize=None, emulate=None):
     """flownet2.runtime.sessions.open_model with this runner's defaults: PyTorch in fp16 CUDA graphs on a GPU,
     fp32 eager on a CPU; `backend`, when given, must match the model."""
-    if engine_for(model, backend).static:
-        return open_model(model, backend=backend, device=device, precision=precision or "fp32", emulate=emulate)
+    engine = engine_for(model, backend)
+    if engine.static or engine.name != "torch":  # the reference: fp32 unless asked
+        return open_model(model, backend=backend, batch_size=batchsize or 1, size=size, device=device,
+                          precision=precision or "fp32", emulate=emulate)
     import torch
 
     cuda = torch.cuda.is_available()

@@ -47,7 +47,10 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     if emulate is not None and not engine.emulates:
         raise Flownet2Error(f"{model}: precision emulation runs .onnx models only")
     if engine.static:
-        if precision != "fp32":
+        if precision not in engine.precisions and len(engine.precisions) > 1:
+            raise Flownet2Error(f"{model}: {engine.display} runs it in {' or '.join(engine.precisions)}, "
+                                f"not {precision}")
+        if precision not in engine.precisions:
             raise Flownet2Error(f"{model}: precision {precision} applies to PyTorch models; an exported model "
                                 "runs in the precision it was built for")
         if not os.path.isfile(model):
