@@ -428,7 +428,7 @@ def test_same_flow_as_preprocess_runner_postprocess_on_a_real_sintel_pair(tmp_pa
     About 20 s: two FlowNet2 forwards at Sintel's own size, which is the point (436 rows padded to 448)."""
     import Flownet2_postprocess as post
     import Flownet2_preprocess as pre
-    from flownet2.runtime import infer
+    from flownet2 import infer
 
     src = Path(MINI) / "training"
     one = tmp_path / "sintel" / "training"  # a one-pair Sintel: the network runs twice, not six times
