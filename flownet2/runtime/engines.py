@@ -120,3 +120,44 @@ def engine_for(model, backend=None):
         return dataclasses.replace(asked, kind=kind, static=engine.static)
     raise Flownet2Error(f"{os.fspath(model)}: {asked.display} runs {asked.takes}; {engine.noun} runs on "
                         f"{engine.display}")
+
+
+# --------------------------------------------------------------------------- the fast path (predict's default)
+
+# On a CPU without bf16 units OpenVINO fp32 was measured no slower than ONNX Runtime fp32 (docs/cpu.md),
+# so OpenVINO is the CPU engine either way.
+CPU_ENGINE = "openvino"
+
+
+def _cuda_visible(kind):
+    """Whether the engine that runs this model kind today would run it on a CUDA GPU."""
+    if kind == "onnx":
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose(model, backend="auto", precision=None):
+    """(engine name, precision) for Flownet2_predict.py: `backend` "auto" is ais_bench for an .om, what
+    runs there today on a CUDA GPU, else OpenVINO; a precision not given is the CPU's fastest useful one
+    (bf16 with bf16 units, else fp32) on a CPU engine, fp32 elsewhere. fp32 asked is always fp32."""
+    from .cpu import cpu_precision
+
+    kind = model_kind(model)
+    if backend == "auto":
+        backend = _BY_KIND[kind].name if kind == "om" or _cuda_visible(kind) else CPU_ENGINE
+    engine_for(model, backend)  # a backend that cannot run this model is refused here, in one line
+    on_cpu = backend == "openvino" or (backend == "torch" and not _cuda_visible("torch"))
+    return backend, precision or (cpu_precision() if on_cpu else "fp32")
+
+
+def describe(backend, precision):
+    """The line every predict run starts with: which engine, in which precision."""
+    return f"engine: {ENGINES[backend].display}, {precision}"
