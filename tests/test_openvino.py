@@ -181,3 +181,52 @@ def test_a_cache_hit_is_byte_identical_and_a_changed_checkpoint_misses(tmp_path,
         open_model(ckpt, backend="openvino", size=(H, W))
     openvino_backend.clear_cache()
     assert not (tmp_path / "cache" / "openvino").exists()
+
+
+def test_a_collection_runs_on_openvino_and_its_markers_say_so(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("av")
+    from test_collection import clip_frames
+    from test_predict import encode_video, run_cli
+    from test_predict import tiny_model as identity_model
+
+    from flownet2.runtime import collection
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for k, name in enumerate(("a.mkv", "b.mkv")):
+        encode_video(videos / name, clip_frames(3, k), codec="ffv1")  # lossless: both runs read the same frames
+    model = identity_model(tmp_path / "m.onnx", size=(H, W))
+    code, out, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ov",
+                              "--backend", "openvino", "--precision", "fp32"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "engine: OpenVINO, fp32" and "videos: 2 done" in out
+    for stem in ("a", "b"):
+        marker = json.loads((tmp_path / "ov" / stem / collection.MARKER).read_text())
+        assert marker["engine"] == {"name": "openvino", "precision": "fp32"} and marker["pairs"] == 2
+    code, _, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ort",
+                            "--backend", "onnxruntime"], capsys)
+    assert code == 0, err
+    for stem in ("a", "b"):
+        for k in (1, 2):
+            flo = f"{stem}/frame_{k:04d}.flo"
+            assert (tmp_path / "ov" / flo).read_bytes() == (tmp_path / "ort" / flo).read_bytes()
+    code, _, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ov",
+                            "--backend", "onnxruntime"], capsys)  # another engine into the same folder
+    assert code == 2 and "made with backend 'openvino' (now 'onnxruntime'), precision 'fp32' (now None)" in err
+
+
+def test_predict_says_its_engine_first_and_auto_is_openvino_on_a_cpu(tmp_path, capsys, monkeypatch):
+    from test_predict import run_cli
+    from test_predict import tiny_model as identity_model
+
+    monkeypatch.setattr(engines, "_cuda_visible", lambda kind: False)
+    monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: False)
+    frames = tmp_path / "f"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for k in (1, 2):
+        Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(frames / f"frame_{k}.png")
+    model = identity_model(tmp_path / "m.onnx", size=(H, W))
+    code, out, err = run_cli(["--model", model, "--input", frames, "--output", tmp_path / "o"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "engine: OpenVINO, fp32"
