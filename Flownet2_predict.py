@@ -16,7 +16,7 @@ import os
 from fractions import Fraction
 
 from flownet2.cli import run_main
-from flownet2.data import flow_formats, frames, sintel
+from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
 from flownet2.runtime import collection, engines, predict
@@ -51,7 +51,7 @@ def parse_args(argv):
                    "GPU or NPU of the cluster, else 1)")
     p.add_argument("--accelerator", choices=("gpu", "npu", "cpu"),
                    help="--ray: what each worker holds (default: gpu if the cluster has GPUs, else npu, else cpu)")
-    p.add_argument("--size-mode", choices=sintel.InputPadder.MODES, default="resize",
+    p.add_argument("--size-mode", choices=images.SIZE_MODES, default="resize",
                    help="how frames reach the model's size: bilinear resize (default, as the official Caffe "
                         "release; u, v rescaled back) or zero padding at the bottom/right")
     p.add_argument("--batch_size", type=int, help="pairs per model run (a static model: its own batch size)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..data import frames, sintel
+from ..data import frames, images
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
@@ -119,7 +119,7 @@ def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None)
                 x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
             slot = n % batch_size
             # normalise straight into the slot's corner (pad mode), as the preprocess does
-            a, b = sintel.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
+            a, b = images.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
             kept.append(previous if keep_frames else None)
