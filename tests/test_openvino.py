@@ -18,7 +18,7 @@ from test_infer import W as TINY_W  # noqa: E402
 from test_infer import expected_flow, tiny_model  # noqa: E402
 
 from flownet2 import infer  # noqa: E402
-from flownet2.data.sintel import normalise_pair  # noqa: E402
+from flownet2.data.images import normalise_pair  # noqa: E402
 from flownet2.errors import Flownet2Error  # noqa: E402
 from flownet2.runtime import cpu, engines, openvino_backend  # noqa: E402
 from flownet2.runtime.sessions import open_model  # noqa: E402
