@@ -161,6 +161,13 @@ def _throughput(args, engine, precision, x1, x2):
     return runs * args.batch / (time.perf_counter() - t), compiled.get_property("NUM_STREAMS")
 
 
+def _peak_mib():
+    """This process's peak resident memory (VmHWM): unlike ru_maxrss, not carried over from the parent
+    that started it (Linux keeps ru_maxrss across exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
 def compare_child(args):
     """Time one --compare configuration on the saved frames; save its flow; print one JSON line."""
     import numpy as np
@@ -170,7 +177,7 @@ def compare_child(args):
     run = _compare_runner(args, engine, precision)
     sec = _time(lambda: run(x1, x2), args.runs) / args.batch
     np.save(args.flow_out, np.asarray(run(x1, x2)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the throughput model's memory
+    peak = _peak_mib()  # before the throughput model's memory
     pps, streams = _throughput(args, engine, precision, x1, x2) if engine in ("ov", "bare") else (None, None)
     print(json.dumps({"sec_per_pair": sec, "peak_mib": peak, "pairs_per_s": pps, "streams": streams}))
 
@@ -263,7 +270,7 @@ def predict_times(args, folder):
 def print_compare(args, rows, gflop, predict, load):
     base = rows["ort-fp32"]["sec_per_pair"]
     print(f"\n{cpu_line()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average {load:.1f} "
-          f"at the start")
+          f"at the start, {os.getloadavg()[0]:.1f} at the end (other jobs share the cores)")
     print(f"{args.height}x{args.width}, batch {args.batch}, median of {args.runs} runs, one real Sintel pair "
           f"(sintel-mini), stand-in weights (speed does not depend on their values), {gflop:.0f} GFLOP/pair")
     print("| engine | s/pair | vs ORT fp32 | pairs/s (throughput hint, streams) | GFLOP/s | peak MiB | "
