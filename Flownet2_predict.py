@@ -18,7 +18,8 @@ from fractions import Fraction
 from flownet2.cli import add_precision, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
-from flownet2.runtime import collection, predict
+from flownet2.model import provenance
+from flownet2.runtime import collection, engines, predict
 from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
 from flownet2.sizes import model_size
@@ -62,7 +63,11 @@ def parse_args(argv):
     p.add_argument("--gt", metavar="DIR", help="ground truth of the same names (.flo, KITTI .png, .npy; or "
                    "flow_x_N.jpg by number): EPE per pair")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (a collection: redo every video)")
-    add_precision(p, default="fp32", help="PyTorch models: sub-network precision (default fp32)")
+    p.add_argument("--backend", choices=("auto", *engines.ENGINES), default="auto",
+                   help="the engine: auto (default) is OpenVINO on a CPU, ONNX Runtime (an .onnx) or PyTorch (a "
+                        "checkpoint) on a CUDA GPU, ais_bench for an .om")
+    add_precision(p, help="default: bf16 on a CPU with bf16 units (AVX512_BF16 or AMX), else fp32; fp32 is always "
+                          "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
     args = p.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
@@ -83,13 +88,15 @@ def main(argv=None):
         if getattr(args, flag) is not None:
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
                                 f"{args.input[0]} is a single source")
+    backend, precision = engines.choose(args.model, args.backend, args.precision)
+    print(engines.describe(backend, precision))
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
                       radius=args.flow_radius)
     source = frames.open_source(args.input)
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
-    session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
-                         precision=args.precision, device=args.device)
+    session = open_model(args.model, backend=backend, batch_size=args.batch_size, size=model_size(*source.size),
+                         precision=precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
         raise Flownet2Error(f"{args.model}: the model runs batches of {session.batch_size}, "
                             f"not {args.batch_size}")
@@ -113,8 +120,8 @@ def run_collection(args, jobs, found):
         model=os.path.abspath(args.model) if os.path.isfile(args.model) else args.model,
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
-        size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
-        force=args.force)
+        size_mode=args.size_mode, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
+        device=args.device, force=args.force)
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
     predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
@@ -126,6 +133,8 @@ def run_collection(args, jobs, found):
         from flownet2.runtime import ray_pool
 
         ray_pool.require_ray()  # before anything is written
+    where = " (here; each Ray worker chooses on its own machine)" if args.ray is not None else ""
+    print(engines.describe(*engines.choose(settings.model, settings.backend, settings.precision)) + where)
     collection.check_settings(settings)
     print(f"input: {found}\noutput: {settings.output}/<video>/ as {args.format}; model: {args.model}")
     tally = collection.Tally(len(jobs), collection.failed_list_path(settings.output, spec))

@@ -37,19 +37,10 @@ from flownet2.model.export import example_inputs, export_onnx  # noqa: E402
 from flownet2.model.networks import DIV_FLOW, FlowNet2  # noqa: E402
 from flownet2.model.provenance import stand_in_label  # noqa: E402
 from flownet2.onnx.precision import emulate_onnx, sensitive_nodes  # noqa: E402
+from flownet2.runtime.cpu import cpu_has_bf16  # noqa: E402
 
 SEED = 0
 HEAD = ("flownets_2", "predict_flow2")  # the last FlowNetS's flow head
-
-
-def cpu_has_bf16():
-    """True when /proc/cpuinfo lists AVX512_BF16 or AMX-BF16 (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def load_pair(dataset, scene, frame, size):

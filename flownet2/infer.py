@@ -77,9 +77,11 @@ def parse_args(argv):
     p.add_argument("--run_mode", type=_run_mode, default="array", help="array only: inputs are numpy arrays")
     # Not in ais_bench: this runner's own backends.
     p.add_argument("--backend", choices=[e.name for e in ENGINES.values() if not e.handed_over],
-                   help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch)")
-    add_precision(p, help="torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
-                     "bf16 on a CPU with AVX512_BF16 or AMX)")
+                   help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch); "
+                        "openvino runs either on the CPU")
+    add_precision(p, help="openvino: fp32 (default) or bf16 (a CPU with AVX512_BF16 or AMX); "
+                          "torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
+                          "bf16 on a CPU with AVX512_BF16 or AMX)")
     p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"),
                    help="torch: eager, one CUDA graph (default on CUDA), or torch.compile (cached)")
     p.add_argument("--model_size", type=_size, default=DEFAULT_SIZE,

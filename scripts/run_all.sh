@@ -24,10 +24,11 @@
 #   --batch-size N       default 1; used by every stage
 #   --soc NAME           e.g. Ascend310P3 (default: read from npu-smi by scripts/atc.sh)
 #   --backend B          auto (default: ascend when atc and ais_bench are installed) | ascend | onnxruntime
+#                        | openvino (the fixed ONNX model on OpenVINO, CPU; see --precision)
 #                        | torch (PyTorch straight from the checkpoint, on a CUDA GPU when present;
 #                          skips export/onnxsim/fix_onnx; see --precision, --torch-mode)
 #   --precision P        torch backend: fp16 | bf16 | tf32 | fp32 (default: fp16 on CUDA, fp32 on a CPU;
-#                        bf16 on a CPU needs AVX512_BF16 or AMX)
+#                        bf16 on a CPU needs AVX512_BF16 or AMX); openvino: fp32 (default) | bf16
 #   --torch-mode M       torch backend: graphs | compile | eager (default: graphs on CUDA, eager on a CPU)
 #   --workdir DIR        default ./flownet2_work
 #   --height H --width W size of the synthetic frames (default 256x448; synthetic data only)
@@ -76,7 +77,7 @@ case "$synthetic" in sintel|kitti2015|kitti2012|hd1k|middlebury|chairs) ;;
   *) die "--synthetic must be sintel, kitti2015, kitti2012, hd1k, middlebury or chairs, got '$synthetic'" ;; esac
 [ -z "$split_file" ] || [ -f "$split_file" ] || die "$split_file: split file not found"
 [ -z "$split_file" ] || split_file="$(cd "$(dirname "$split_file")" && pwd)/$(basename "$split_file")"
-case "$backend" in auto|ascend|onnxruntime|torch) ;; *) die "--backend must be auto, ascend, onnxruntime or torch" ;; esac
+case "$backend" in auto|ascend|onnxruntime|openvino|torch) ;; *) die "--backend must be auto, ascend, onnxruntime, openvino or torch" ;; esac
 case "$emulate" in ""|fp16|bf16) ;; *) die "--emulate must be fp16 or bf16, got '$emulate'" ;; esac
 [ -z "$emulate" ] || [ "$backend" != torch ] || die "--emulate rounds an ONNX model; the torch backend has --precision"
 [ -z "$checkpoint" ] || [ -f "$checkpoint" ] || die "$checkpoint: checkpoint file not found"
@@ -206,6 +207,7 @@ else
       bash "$REPO/scripts/atc.sh" --model "$fix" --bs "$bs" --output "$work/flownet2_bs$bs" ${soc:+--soc "$soc"}
   fi
   backend_args=()
+  [ "$backend" != openvino ] || backend_args=(--backend openvino ${precision:+--precision "$precision"})
   post_model=(--model "$model")
 fi
 
@@ -244,7 +246,7 @@ sed -n '/Average EPE/,$p' "$LOGS/postprocess.log"  # the EPE table (also when th
 echo "pictures of the first 3 pairs (frame | predicted | ground truth | error): $work/report/$name/vis/"
 grep -h "throughput 1000\*batchsize" "$LOGS/performance.log" | tail -n 1 || true
 if [ -n "$emulate" ]; then
-  printf '%-24s %s\n' "EPE fp32 ($backend):" "$(grep -h 'Average EPE' "$LOGS/postprocess.log")" \
+  printf '%-24s %s\n' "EPE ${precision:-fp32} ($backend):" "$(grep -h 'Average EPE' "$LOGS/postprocess.log")" \
     "EPE $emulate (emulated):" "$(grep -h 'Average EPE' "$LOGS/postprocess_emulate_$emulate.log")"
 fi
 [ -z "$STAND_IN" ] || echo "$STAND_IN"

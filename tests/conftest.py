@@ -1,5 +1,10 @@
 """Test-session settings shared by every test module."""
 import os
+import tempfile
+
+# Models converted for OpenVINO go to a folder of this test session, never the user's ~/.cache/flownet2
+# (subprocesses inherit it).
+os.environ["FLOWNET2_CACHE"] = tempfile.mkdtemp(prefix="flownet2-test-cache-")
 
 # pytest-xdist runs the modules in parallel worker processes (pyproject.toml: -n auto). Each worker,
 # and every subprocess it starts, then uses one thread for torch's and OpenMP's pools: two workers

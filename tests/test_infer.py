@@ -404,23 +404,23 @@ def test_backend_must_match_the_model(tmp_path):
 # --------------------------------------------------------------------------- PyTorch on the CPU: fp32, bf16
 
 def test_cpu_refuses_fp16_and_bf16_without_bf16_units(monkeypatch):
-    from flownet2.runtime import torch_backend
+    from flownet2.runtime import cpu
 
     with pytest.raises(Flownet2Error, match="precision fp16 needs a CUDA GPU"):
         infer.main(["--model", "stand-in:0", "--model_size", "64,64", "--precision", "fp16"])
-    monkeypatch.setattr(torch_backend, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: False)
     with pytest.raises(Flownet2Error, match=r"^precision bf16 on the CPU needs bf16 units \(AVX512_BF16 or AMX\), "
                                             "which this CPU lacks; use fp32$"):
         infer.main(["--model", "stand-in:0", "--model_size", "64,64", "--precision", "bf16"])
 
 
 def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path):
-    from flownet2.runtime import torch_backend
+    from flownet2.runtime import cpu
 
     for flags, has in (("fpu avx2 avx512f avx512_bf16 amx_tile", True), ("fpu avx2 amx_bf16", True),
                        ("fpu avx2 avx512f avx512_fp16", False)):
         (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
-        assert torch_backend.cpu_has_bf16(str(tmp_path / "cpuinfo")) is has
+        assert cpu.cpu_has_bf16(str(tmp_path / "cpuinfo")) is has
 
 
 def test_cpu_bf16_path_runs_the_mixed_model_close_to_fp32(tmp_path, monkeypatch):
@@ -429,9 +429,9 @@ def test_cpu_bf16_path_runs_the_mixed_model_close_to_fp32(tmp_path, monkeypatch)
 
     from flownet2.model.checkpoint import stand_in_state_dict
     from flownet2.model.networks import FlowNet2
-    from flownet2.runtime import torch_backend
+    from flownet2.runtime import cpu
 
-    monkeypatch.setattr(torch_backend, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: True)
     rng = np.random.default_rng(5)
     x1 = (0.3 * rng.standard_normal((1, 3, 64, 64))).astype(np.float32)
     x2 = (np.roll(x1, (1, 3), axis=(2, 3)) + 0.05 * rng.standard_normal(x1.shape)).astype(np.float32)

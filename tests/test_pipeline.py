@@ -119,6 +119,26 @@ def test_onnxruntime_backend_runs_every_stage(chain):
     assert "Average EPE" in tail and f"throughput 1000*batchsize.mean({BS})/NPU_compute_time.mean(" in tail
 
 
+def test_openvino_backend_runs_the_same_onnx_model(chain):
+    """run_all.sh --backend openvino in the chain's folder: the ONNX stages are reused, the fixed model runs
+    on OpenVINO in fp32, and its predictions are ONNX Runtime's within 1e-4 px (about 10 s)."""
+    work, _, _ = chain
+    run = run_all(work, "--height", str(H), "--width", str(W), "--batch-size", str(BS), "--loop", str(LOOP),
+                  "--backend", "openvino")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for stage in ("export", "onnxsim", "fix_onnx"):
+        assert re.search(rf"\] {stage}\n    up to date, skipped", run.stdout), stage
+    name = f"openvino_bs{BS}"
+    for k in (0, 1):
+        ov, ort = (np.fromfile(work / "result" / n / f"{k}_0.bin", np.float32).reshape(BS, 2, H, W)
+                   for n in (name, f"onnxruntime_bs{BS}"))
+        assert np.abs(ort).max() > 1.0 and np.sqrt(((ov - ort) ** 2).sum(axis=1)).max() < 1e-4
+    n, epe = printed_epe(run.stdout)
+    n_ref, epe_ref = independent_epe(work, name)
+    assert n == n_ref == 6 and epe == pytest.approx(epe_ref, abs=2e-6)
+    assert json.loads((work / "perf" / f"{name}_summary.json").read_text())["NPU_compute_time"]["count"] == LOOP
+
+
 def test_ascend_backend_through_standin_atc_and_ais_bench(chain):
     work, ort_run, run = chain
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

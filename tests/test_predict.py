@@ -447,7 +447,7 @@ def test_same_flow_as_preprocess_runner_postprocess_on_a_real_sintel_pair(tmp_pa
     capsys.readouterr()
     code, out, err = run_cli(["--model", "stand-in:0", "--input", one / "clean" / "alley_1" / "frame_0001.png",
                               one / "clean" / "alley_1" / "frame_0002.png", "--output", tmp_path / "pred",
-                              "--size-mode", "pad"], capsys)
+                              "--size-mode", "pad", "--backend", "torch", "--precision", "fp32"], capsys)
     assert code == 0, err
     assert "448x1024" in out and "stand-in:seed=0" in out
     ours = read_flo(tmp_path / "pred" / "frame_0001.flo")

@@ -153,10 +153,10 @@ def test_fp16_emulation_rounds_every_stored_value(tmp_path, pair):
 
 
 def test_torch_cpu_precisions(monkeypatch):
-    from flownet2.runtime import torch_backend
+    from flownet2.runtime import cpu
 
     with pytest.raises(Flownet2Error, match="precision fp16 needs a CUDA GPU; on the CPU use fp32"):
         sessions.open_model("stand-in:0", size=(64, 64), precision="fp16")
-    monkeypatch.setattr(torch_backend, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: False)
     with pytest.raises(Flownet2Error, match=r"bf16 on the CPU needs bf16 units \(AVX512_BF16 or AMX\)"):
         sessions.open_model("stand-in:0", size=(64, 64), precision="bf16")

@@ -26,7 +26,7 @@ from ..errors import Flownet2Error
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
 from ..sizes import model_size
 from . import predict
-from .engines import engine_for
+from .engines import choose, engine_for
 from .outputs import Outputs
 
 MARKER = ".flownet2_done.json"
@@ -60,7 +60,8 @@ class Settings:
     radius: float | None = None
     size_mode: str = "resize"
     batch_size: int | None = None
-    precision: str = "fp32"
+    backend: str = "auto"  # engines.choose decides, in each worker's process (a Ray worker: on its machine)
+    precision: str | None = None  # None: the engine's fast path (engines.choose)
     device: int = 0
     force: bool = False
 
@@ -73,7 +74,8 @@ class Settings:
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
-        return {k: getattr(self, k) for k in ("format", "bound", "start_index", "rgb", "png", "size_mode")}
+        return {k: getattr(self, k) for k in ("format", "bound", "start_index", "rgb", "png", "size_mode",
+                                              "backend", "precision")}
 
 
 @dataclass
@@ -201,8 +203,9 @@ def check_settings(settings):
     if os.path.isfile(path) and not settings.force:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
-        if old != record:
-            diff = ", ".join(f"{k} {old.get(k)!r} (now {v!r})" for k, v in record.items() if old.get(k) != v)
+        differ = {k: v for k, v in record.items() if k in old and old[k] != v}  # keys a folder predates: kept
+        if differ:
+            diff = ", ".join(f"{k} {old[k]!r} (now {v!r})" for k, v in differ.items())
             raise Flownet2Error(f"{settings.output}: made with {diff}; use the same settings, another "
                                 "folder, or --force to redo every video")
     os.makedirs(settings.output, exist_ok=True)
@@ -221,15 +224,27 @@ class Worker:
         self.outputs = settings.outputs()
         self.sessions = OrderedDict()
         self.loads = 0
+        self.chosen = None
+
+    def engine(self):
+        """(engine name, precision) this worker runs, chosen once in its own process (engines.choose)."""
+        if self.chosen is None:
+            s = self.settings
+            try:
+                self.chosen = choose(s.model, s.backend, s.precision)
+            except Flownet2Error as e:
+                raise ModelError(str(e)) from None
+        return self.chosen
 
     def session(self, source):
+        backend, precision = self.engine()
         # a static model has one input size, whatever the frames
-        key = None if engine_for(self.settings.model).static else model_size(*source.size)
+        key = None if engine_for(self.settings.model, backend).static else model_size(*source.size)
         if key not in self.sessions:
             s = self.settings
             try:
-                self.sessions[key] = self.opener(s.model, batch_size=s.batch_size, size=key, precision=s.precision,
-                                                 device=s.device)
+                self.sessions[key] = self.opener(s.model, backend=backend, batch_size=s.batch_size, size=key,
+                                                 precision=precision, device=s.device)
             except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
                 raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{s.model}: {type(e).__name__}: {e}") \
                     from None
@@ -272,7 +287,9 @@ class Worker:
                 _clear(folder, marker)
                 raise
             if failure is None:
-                record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record()}
+                backend, precision = self.engine()
+                record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
+                          "engine": {"name": backend, "precision": precision}}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
         if failure is not None:
             with contextlib.suppress(OSError):

@@ -20,8 +20,8 @@ from .sessions import DEFAULT_SIZE, open_model
 PURE_INFER_FILE = "pure_infer_data"  # ais_bench's name for the made-up input of performance mode
 DIGESTS_KEY = "flownet2.input_digests"
 LATENCY_NOTE_KEY = "flownet2.latency_note"
-NO_COPY_STEP = ("H2D/D2H are 0: this backend (ONNX Runtime, or PyTorch on the CPU) has no host-device copy "
-                "step it can time apart from the run, so NPU_compute_time includes any copies")
+NO_COPY_STEP = ("H2D/D2H are 0: this backend (ONNX Runtime, OpenVINO, or PyTorch on the CPU) has no host-device "
+                "copy step it can time apart from the run, so NPU_compute_time includes any copies")
 
 
 def save_array(path, array, outfmt):
@@ -94,8 +94,10 @@ def open_runner_session(model, *, backend=None, device=0, precision=None, torch_
                         batchsize=None, emulate=None):
     """flownet2.runtime.sessions.open_model with this runner's defaults: PyTorch in fp16 CUDA graphs on a GPU,
     fp32 eager on a CPU; `backend`, when given, must match the model."""
-    if engine_for(model, backend).static:
-        return open_model(model, backend=backend, device=device, precision=precision or "fp32", emulate=emulate)
+    engine = engine_for(model, backend)
+    if engine.static or engine.name != "torch":  # the reference: fp32 unless asked
+        return open_model(model, backend=backend, batch_size=batchsize or 1, size=size, device=device,
+                          precision=precision or "fp32", emulate=emulate)
     import torch
 
     cuda = torch.cuda.is_available()

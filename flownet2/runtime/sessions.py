@@ -47,7 +47,10 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     if emulate is not None and not engine.emulates:
         raise Flownet2Error(f"{model}: precision emulation runs .onnx models only")
     if engine.static:
-        if precision != "fp32":
+        if precision not in engine.precisions and len(engine.precisions) > 1:
+            raise Flownet2Error(f"{model}: {engine.display} runs it in {' or '.join(engine.precisions)}, "
+                                f"not {precision}")
+        if precision not in engine.precisions:
             raise Flownet2Error(f"{model}: precision {precision} applies to PyTorch models; an exported model "
                                 "runs in the precision it was built for")
         if not os.path.isfile(model):
@@ -178,11 +181,11 @@ def open_torch(weights, *, batch_size=1, size=DEFAULT_SIZE, precision="fp32", de
     """PyTorch on CUDA GPU `device` when one is visible, else on the CPU (fp32, or bf16 with bf16 units)."""
     import torch
 
-    from . import torch_backend
+    from . import cpu, torch_backend
 
     cuda = torch.cuda.is_available()
     if not cuda:
-        torch_backend.check_cpu_precision(precision)
+        cpu.check_cpu_precision(precision)
     height, width = size
     # channels-last: what cuDNN's fast fp16 kernels want; the CPU's kernels prefer NCHW
     return torch_backend.TorchSession.load(weights, unsafe_pickle=unsafe_pickle, batch=batch_size, height=height,

@@ -6,14 +6,13 @@ glue, channels-last, and launch overhead removed by CUDA graphs or torch.compile
     flow = session.flow(x1, x2)   # numpy B x 3 x H x W float32 (normalised) -> B x 2 x H x W float32
 
 precision: fp32 (strict IEEE: TF32 off), tf32 (TF32 tensor cores for convs and matmuls), fp16, bf16
-(on a CPU: fp32, or bf16 where it has bf16 units, see cpu_has_bf16).
+(on a CPU: fp32, or bf16 where it has bf16 units, see flownet2.runtime.cpu).
 mode: eager; graphs (one manual CUDA graph, replayed); compile (torch.compile, compile_mode
 "reduce-overhead" or "max-autotune-no-cudagraphs"; call use_inductor_cache() at process start to keep
 the compiled code across runs). Importing this module, and using it on the CPU, never initialises CUDA.
 """
 import contextlib
 import os
-import re
 import time
 
 import numpy as np
@@ -215,32 +214,6 @@ def compile_model(module, compile_mode="reduce-overhead", *, backend="inductor")
 
 
 # --------------------------------------------------------------------------- device and session
-
-def cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
-    """True when the CPU has bf16 arithmetic units (AVX512_BF16 or AMX-BF16), from the kernel's CPU flags.
-
-    Without them PyTorch still runs bf16 on the CPU, by converting to fp32 and back: slower than fp32.
-    """
-    try:
-        with open(cpuinfo) as f:
-            flags = set(re.findall(r"\b(avx512_bf16|amx_bf16)\b", f.read()))
-    except OSError:  # not Linux: no portable way to ask
-        return False
-    return bool(flags)
-
-
-def check_cpu_precision(precision):
-    """Refuse, in one line, a precision the CPU cannot run usefully (fp32 always; bf16 with bf16 units)."""
-    if precision == "fp32":
-        return
-    if precision == "bf16":
-        if not cpu_has_bf16():
-            raise Flownet2Error("precision bf16 on the CPU needs bf16 units (AVX512_BF16 or AMX), which this CPU "
-                                "lacks; use fp32")
-        return
-    raise Flownet2Error(f"precision {precision} needs a CUDA GPU; on the CPU use fp32 (or bf16 on a CPU with "
-                        "AVX512_BF16 or AMX)")
-
 
 def resolve_device(device):
     """torch.device for 'cpu', 'cuda' or 'cuda:N'; a clear error when CUDA is asked for but absent."""
