@@ -1,4 +1,5 @@
-"""Shared entry-point wrapper: library code raises Flownet2Error, the scripts print one line and exit 2."""
+"""Shared entry-point wrapper: library code raises Flownet2Error, the scripts print one line and exit 2
+(3 when the output folder is at fault: full, read-only, not permitted)."""
 import sys
 
 from .errors import Flownet2Error
@@ -10,7 +11,7 @@ def run_main(main, argv=None):
         code = main(argv)
     except Flownet2Error as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))  # 3: the output folder's fault (errors.OutputError)
     except OSError as e:  # unwritable folder, full disk...: the OS message names the file
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)

@@ -5,7 +5,9 @@ is never held) and the model does not wait on I/O: a reader thread decodes frame
 the calling thread runs the model, a writer thread brings each flow back to its frame's size and
 writes it. Every file is written atomically; an error stops all three and is raised in the caller.
 """
+import collections
 import contextlib
+import functools
 import os
 import queue
 import threading
@@ -19,8 +21,9 @@ from ..data import frames, sintel
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
-from ..fileio import save_png
+from ..fileio import check_writable, output_faults, remove_temporaries, save_png
 from ..score import metrics, visualize
+from ..sizes import OutputSize
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
@@ -69,8 +72,33 @@ def check_pictures(png, fmt):
                             "choose one, or another format")
 
 
+def planned_files(source, output, fmt, *, png, rgb):
+    """Every file a run over pictures (two images, a folder) writes: flows, pictures, frames."""
+    paths = []
+    for i in range(source.pair_count):
+        paths += [os.path.join(output, f) for f in fmt.files(source.pair_name(i), i)]
+        paths += [picture_path(source, output, i)] if png else []
+    paths += [os.path.join(output, fmt.frame_file(source.pair_name(0), n)) for n in range(source.frame_count)
+              if rgb]
+    return list(dict.fromkeys(paths))
+
+
+def clear_outputs(source, output, fmt, *, png, rgb):
+    """Remove what a run over `source` wrote, and its temporaries (a run stopped by its output)."""
+    if source.kind == "video":
+        remove_video_outputs(video_folder(source, output))
+        remove_temporaries(video_folder(source, output))
+        return
+    paths = planned_files(source, output, fmt, png=png, rgb=rgb)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    remove_temporaries(output, names=[os.path.basename(p) for p in paths])
+
+
 def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
-    """Refuse, before any work, outputs that exist (unless `force`) and ground truth that does not.
+    """Refuse, before any work, outputs that exist (unless `force`), ground truth that does not and
+    an output folder that cannot take files (errors.OutputError).
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
@@ -84,14 +112,9 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         folder = video_folder(source, output)
         old = sorted(f for f in os.listdir(folder) if OUTPUT_FILE.match(f)) if os.path.isdir(folder) else []
         existing += [os.path.join(folder, f) for f in old]
-        if force:
-            remove_video_outputs(folder)
     else:
-        for i in range(source.pair_count):
-            name = source.pair_name(i)
-            paths = [os.path.join(output, f) for f in fmt.files(name, i)] + [picture_path(source, output, i)]
-            paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if rgb]
-            existing += [p for p in dict.fromkeys(paths) if os.path.exists(p)]
+        # pictures count even without --png: one left by an earlier run would not match the new flow
+        existing += [p for p in planned_files(source, output, fmt, png=True, rgb=rgb) if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -101,32 +124,36 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         for i in range(source.pair_count or 0):
             if not os.path.isfile(gt_path(source, gt_dir, i, fmt)):
                 raise Flownet2Error(f"{gt_path(source, gt_dir, i, fmt)}: ground truth not found")
+    check_writable(video_folder(source, output) if source.kind == "video" else output)
+    if force and source.kind == "video":
+        remove_video_outputs(video_folder(source, output))
 
 
 def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
-    """Yield (first pair index, real pairs, x1, x2, first frames or None); a short last batch is
-    filled by repeating its last pair (a static model always takes `batch_size`).
-    `on_frame(n, frame)` sees every frame as it is decoded."""
+    """Yield (first pair index, real pairs, x1, x2, first frames or None); pair n is frames
+    (n, n + source.step). A short last batch is filled by repeating its last pair (a static model
+    always takes `batch_size`). `on_frame(n, frame)` sees every frame as it is decoded."""
     shape = (batch_size, 3) + tuple(model_size)
     x1 = x2 = None
-    kept, n, previous = [], 0, None
+    kept, n = [], 0
+    held = collections.deque(maxlen=source.step + 1)  # the only frames kept: a long video is never held
     for k, frame in enumerate(source.frames()):
         if on_frame is not None:
             on_frame(k, frame)
-        if previous is not None:
+        held.append(frame)
+        if len(held) == held.maxlen:
             if x1 is None:
                 x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
             slot = n % batch_size
             # normalise straight into the slot's corner (pad mode), as the preprocess does
-            a, b = sintel.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
+            a, b = sintel.normalise_pair(held[0], frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
-            kept.append(previous if keep_frames else None)
+            kept.append(held[0] if keep_frames else None)
             n += 1
             if slot == batch_size - 1:
                 yield n - batch_size, batch_size, x1, x2, kept
                 x1 = None
-        previous = frame
     if x1 is not None:
         count = n % batch_size
         x1[count:], x2[count:] = x1[count - 1], x2[count - 1]
@@ -176,21 +203,23 @@ class _Stages:
 class _Writer:
     """Everything done with one pair's flow: the flow file(s), EPE, picture, video frame."""
 
-    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights):
+    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights,
+                 size):
         self.source, self.padder, self.output, self.fmt = source, padder, output, fmt
+        self.size = size  # (height, width) the flow is written at
         self.weights = weights  # named on the pictures when they are stand-ins
         self.png, self.write_video, self.gt_dir = png, write_video, gt_dir
         self.result, self.bar = result, bar
         self.result.radius = radius
 
     def pair(self, i, model_flow, frame):
-        flow = self.padder.unpad(model_flow).transpose(1, 2, 0)  # (h, w, 2) at the frame's size
+        flow = self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)  # (h, w, 2), output size
         self.fmt.write(self.output, self.source.pair_name(i), i, flow)
         gt = self._gt(i, flow) if self.gt_dir else None
         if self.png or self.write_video:
             if self.result.radius is None:  # one radius for the whole sequence: the first pair's
                 self.result.radius = visualize.flow_radius(flow if gt is None else gt)
-            picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius, weights=self.weights)
+            picture = visualize.side_by_side(frames.resize_frame(frame, self.size), flow, gt, radius=self.result.radius, weights=self.weights)
             if self.png:
                 save_png(picture_path(self.source, self.output, i), picture)
             if self.write_video:
@@ -214,25 +243,30 @@ class _Writer:
 
 
 def predict(session, source, *, output, size_mode="resize", png=False, video=None, gt_dir=None,
-            radius=None, fps=None, progress=True, fmt=None, rgb=False):
-    """Run every consecutive pair of `source` through `session`; returns a Result.
+            radius=None, fps=None, progress=True, fmt=None, rgb=False, output_size=None):
+    """Run every pair of `source` (frames i, i + source.step) through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
     `sessions.open_model` gives. `fmt`: a FlowFormat (default .flo); `rgb`: every frame also as
-    mmaction2's img_N.jpg beside the flow. Call `prepare_outputs` first.
+    mmaction2's img_N.jpg beside the flow; `output_size`: a sizes.OutputSize for the flows, frames and
+    pictures (default: the source's size). Call `prepare_outputs` first. The output's own faults (full,
+    read-only...) remove what this run wrote and raise errors.OutputError.
     """
     fmt = fmt or FlowFormat()
+    size = (output_size or OutputSize()).of(source.size)
+    clear = functools.partial(clear_outputs, source, output, fmt, png=png, rgb=rgb)
     padder = frames.check_size(source, session.size, size_mode)
     result = Result()
     stages = _Stages()
     to_model, to_writer = queue.Queue(QUEUED_BATCHES), queue.Queue(QUEUED_BATCHES)
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
-    with bar, _maybe_video(video, fps or source.fps) as write_video:
+    with output_faults(output, on_fault=clear), bar, _maybe_video(video, fps or source.fps) as write_video:
         writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
-                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None))
+                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None), size=size)
         name = source.pair_name(0)
-        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), frame)) if rgb else None
+        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)),
+                                                frames.resize_frame(frame, size))) if rgb else None
         batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
 
         def read():
