@@ -90,13 +90,24 @@ def output_faults(folder, on_fault=None):
 
 
 def check_writable(folder):
-    """Make `folder` and write (then remove) a file in it: an output that cannot take files is
-    refused before any model is opened, as an OutputError."""
+    """Write (then remove) a file in `folder`: an output that cannot take files is refused before any
+    model is opened, as an OutputError. Folders made for the test are removed again: a run refused
+    later, for another reason, leaves nothing behind."""
+    folder = os.path.abspath(os.fspath(folder))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
     with output_faults(folder):
         os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, ".flownet2.write-test")
-        atomic_save(probe, b"ok\n")
-        os.remove(probe)
+        try:
+            probe = os.path.join(folder, ".flownet2.write-test")
+            atomic_save(probe, b"ok\n")
+            os.remove(probe)
+        finally:
+            made = folder
+            while made != existing:
+                os.rmdir(made)
+                made = os.path.dirname(made)
 
 
 def atomic_save(path, data: bytes):
