@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..data import frames, sintel
+from ..data import frames, images
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
 from ..fileio import check_writable, output_faults, remove_temporaries, save_png
 from ..score import metrics, visualize
-from ..sizes import OutputSize
+from .outputs import Outputs
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
@@ -65,9 +65,9 @@ def remove_video_outputs(folder):
     return old
 
 
-def check_pictures(png, fmt):
+def check_pictures(outputs):
     """Pictures beside the flow files need names of their own: not with KITTI's .png flow."""
-    if png and fmt.kind == "kitti":
+    if outputs.png and outputs.fmt.kind == "kitti":
         raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; "
                             "choose one, or another format")
 
@@ -83,28 +83,28 @@ def planned_files(source, output, fmt, *, png, rgb):
     return list(dict.fromkeys(paths))
 
 
-def clear_outputs(source, output, fmt, *, png, rgb):
+def clear_outputs(source, output, outputs):
     """Remove what a run over `source` wrote, and its temporaries (a run stopped by its output)."""
     if source.kind == "video":
         remove_video_outputs(video_folder(source, output))
         remove_temporaries(video_folder(source, output))
         return
-    paths = planned_files(source, output, fmt, png=png, rgb=rgb)
+    paths = planned_files(source, output, outputs.fmt, png=outputs.png, rgb=outputs.rgb)
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
     remove_temporaries(output, names=[os.path.basename(p) for p in paths])
 
 
-def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
+def prepare_outputs(source, output, outputs, *, force=False):
     """Refuse, before any work, outputs that exist (unless `force`), ground truth that does not and
     an output folder that cannot take files (errors.OutputError).
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
     """
-    fmt = fmt or FlowFormat()
-    check_pictures(png, fmt)
+    fmt, video, gt_dir = outputs.fmt, outputs.video, outputs.gt_dir
+    check_pictures(outputs)
     if video:
         frames.check_video_out(video)
     existing = [video] if video and os.path.exists(video) else []
@@ -114,7 +114,7 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         existing += [os.path.join(folder, f) for f in old]
     else:
         # pictures count even without --png: one left by an earlier run would not match the new flow
-        existing += [p for p in planned_files(source, output, fmt, png=True, rgb=rgb) if os.path.exists(p)]
+        existing += [p for p in planned_files(source, output, fmt, png=True, rgb=outputs.rgb) if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -146,7 +146,7 @@ def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None)
                 x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
             slot = n % batch_size
             # normalise straight into the slot's corner (pad mode), as the preprocess does
-            a, b = sintel.normalise_pair(held[0], frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
+            a, b = images.normalise_pair(held[0], frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
             kept.append(held[0] if keep_frames else None)
@@ -201,31 +201,64 @@ class _Stages:
 
 
 class _Writer:
-    """Everything done with one pair's flow: the flow file(s), EPE, picture, video frame."""
+    """Everything done with one pair's flow, by name: the flow file(s), EPE, picture, video frame; and
+    with each frame as it decodes: the rgb frame files. A new output is one entry and its function."""
 
-    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights,
-                 size):
-        self.source, self.padder, self.output, self.fmt = source, padder, output, fmt
-        self.size = size  # (height, width) the flow is written at
+    def __init__(self, source, padder, output, outputs, *, write_video, result, bar, weights):
+        self.source, self.padder, self.output, self.outputs = source, padder, output, outputs
+        self.fmt, self.gt_dir = outputs.fmt, outputs.gt_dir
         self.weights = weights  # named on the pictures when they are stand-ins
-        self.png, self.write_video, self.gt_dir = png, write_video, gt_dir
+        self.write_video = write_video
         self.result, self.bar = result, bar
-        self.result.radius = radius
+        self.result.radius = outputs.radius
+        self.size = outputs.size.of(source.size)  # (height, width) of the flows, frames and pictures
+        # name -> function of one pair, run in this order ("epe" reads the ground truth the pictures show)
+        self.per_pair = {"flow": self._flow}
+        if self.gt_dir:
+            self.per_pair["epe"] = self._epe
+        if outputs.png:
+            self.per_pair["png"] = self._png
+        if write_video:
+            self.per_pair["video"] = self._video
+        self.per_frame = {"rgb": self._rgb} if outputs.rgb else {}  # name -> function of one decoded frame
+        self.frame_name = source.pair_name(0)  # a video's frames go beside its first pair's flow
 
     def pair(self, i, model_flow, frame):
-        flow = self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)  # (h, w, 2), output size
-        self.fmt.write(self.output, self.source.pair_name(i), i, flow)
-        gt = self._gt(i, flow) if self.gt_dir else None
-        if self.png or self.write_video:
-            if self.result.radius is None:  # one radius for the whole sequence: the first pair's
-                self.result.radius = visualize.flow_radius(flow if gt is None else gt)
-            picture = visualize.side_by_side(frames.resize_frame(frame, self.size), flow, gt, radius=self.result.radius, weights=self.weights)
-            if self.png:
-                save_png(picture_path(self.source, self.output, i), picture)
-            if self.write_video:
-                self.write_video(picture)
+        flow = self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)
+        done = {"flow": flow, "frame": frame, "gt": None}
+        for write in self.per_pair.values():  # (h, w, 2) flow at the output size
+            write(i, done)
         self.result.pairs += 1
         self.bar.update(1)
+
+    def frame(self, n, frame):
+        for write in self.per_frame.values():
+            write(n, frame)
+
+    def _flow(self, i, done):
+        self.fmt.write(self.output, self.source.pair_name(i), i, done["flow"])
+
+    def _epe(self, i, done):
+        done["gt"] = self._gt(i, done["flow"])
+
+    def _picture(self, done):
+        if "picture" not in done:
+            if self.result.radius is None:  # one radius for the whole sequence: the first pair's
+                self.result.radius = visualize.flow_radius(done["flow"] if done["gt"] is None else done["gt"])
+            frame = frames.resize_frame(done["frame"], self.size)
+            done["picture"] = visualize.side_by_side(frame, done["flow"], done["gt"],
+                                                     radius=self.result.radius, weights=self.weights)
+        return done["picture"]
+
+    def _png(self, i, done):
+        save_png(picture_path(self.source, self.output, i), self._picture(done))
+
+    def _video(self, i, done):
+        self.write_video(self._picture(done))
+
+    def _rgb(self, n, frame):
+        write_jpeg(os.path.join(self.output, self.fmt.frame_file(self.frame_name, n)),
+                   frames.resize_frame(frame, self.size))
 
     def _gt(self, i, flow):
         path = gt_path(self.source, self.gt_dir, i, self.fmt)
@@ -242,32 +275,27 @@ class _Writer:
         return gt
 
 
-def predict(session, source, *, output, size_mode="resize", png=False, video=None, gt_dir=None,
-            radius=None, fps=None, progress=True, fmt=None, rgb=False, output_size=None):
+def predict(session, source, *, output, outputs=None, size_mode="resize", progress=True):
     """Run every pair of `source` (frames i, i + source.step) through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
-    `sessions.open_model` gives. `fmt`: a FlowFormat (default .flo); `rgb`: every frame also as
-    mmaction2's img_N.jpg beside the flow; `output_size`: a sizes.OutputSize for the flows, frames and
-    pictures (default: the source's size). Call `prepare_outputs` first. The output's own faults (full,
-    read-only...) remove what this run wrote and raise errors.OutputError.
+    `sessions.open_model` gives. `outputs`: what is written beside the flow, and at what size (an
+    Outputs; default: .flo files only, at the source's size). Call `prepare_outputs` first. The
+    output's own faults (full, read-only...) remove what this run wrote and raise errors.OutputError.
     """
-    fmt = fmt or FlowFormat()
-    size = (output_size or OutputSize()).of(source.size)
-    clear = functools.partial(clear_outputs, source, output, fmt, png=png, rgb=rgb)
+    outputs = outputs or Outputs()
+    clear = functools.partial(clear_outputs, source, output, outputs)
     padder = frames.check_size(source, session.size, size_mode)
     result = Result()
     stages = _Stages()
     to_model, to_writer = queue.Queue(QUEUED_BATCHES), queue.Queue(QUEUED_BATCHES)
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
-    with output_faults(output, on_fault=clear), bar, _maybe_video(video, fps or source.fps) as write_video:
-        writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
-                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None), size=size)
-        name = source.pair_name(0)
-        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)),
-                                                frames.resize_frame(frame, size))) if rgb else None
-        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
+    with output_faults(output, on_fault=clear), bar, _maybe_video(outputs.video, outputs.fps or source.fps) as write_video:
+        writer = _Writer(source, padder, output, outputs, write_video=write_video, result=result, bar=bar,
+                         weights=getattr(session, "label", None))
+        on_frame = writer.frame if writer.per_frame else None
+        batches = _batches(source, padder, session.batch_size, session.size, outputs.pictures, on_frame)
 
         def read():
             for batch in batches:
@@ -285,9 +313,9 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         try:
             while (batch := stages.get(to_model)) is not _DONE:
                 x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
-                outputs, ms = session.run([x1, x2])
+                flows, ms = session.run([x1, x2])
                 result.model_ms += ms
-                stages.put(to_writer, (batch, outputs[0]))
+                stages.put(to_writer, (batch, flows[0]))
             stages.put(to_writer, _DONE)
         except BaseException as e:
             stages.fail(e)
