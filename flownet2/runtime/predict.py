@@ -291,7 +291,8 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
     to_model, to_writer = queue.Queue(QUEUED_BATCHES), queue.Queue(QUEUED_BATCHES)
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
-    with output_faults(output, on_fault=clear), bar, _maybe_video(outputs.video, outputs.fps or source.fps) as write_video:
+    video = _maybe_video(outputs.video, outputs.fps or source.fps)
+    with output_faults(output, on_fault=clear), bar, video as write_video:
         writer = _Writer(source, padder, output, outputs, write_video=write_video, result=result, bar=bar,
                          weights=getattr(session, "label", None))
         on_frame = writer.frame if writer.per_frame else None
