@@ -10,6 +10,10 @@
 Writes <first frame's name>.flo per pair (a video clip.mp4: out/clip/frame_0001.flo, numbered from 1).
 A folder tree of videos or a list of video paths (.txt, one a line) is a collection: one model load,
 OUT/<relative path without extension>/ per video, resumable (rerun the same command).
+
+Exit codes: 0 done; 1 some videos of a collection failed (listed in OUT/failed.txt); 2 refused (one
+line says why); 3 the output folder is full, over quota, read-only or not writable: the run stopped,
+the unfinished video removed; fix it and run the same command again to resume.
 """
 import argparse
 import os
@@ -22,7 +26,7 @@ from flownet2.model import provenance
 from flownet2.runtime import collection, engines, predict
 from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
-from flownet2.sizes import model_size
+from flownet2.sizes import OutputSize, model_size, parse_width_height
 
 
 def parse_args(argv):
@@ -42,6 +46,14 @@ def parse_args(argv):
     p.add_argument("--start-index", type=int, default=1, metavar="N",
                    help="jpg: number of the first flow_x / img file (default 1, as mmaction2 reads; denseflow: 0)")
     p.add_argument("--rgb", action="store_true", help="every frame as img_N.jpg beside the flow (mmaction2 rawframes)")
+    p.add_argument("--step", type=int, default=1, metavar="K",
+                   help="flow from frame i to frame i+K (denseflow's -s; default 1): N frames give N-K flows")
+    p.add_argument("--new-short", type=int, metavar="S",
+                   help="write flows, --rgb frames and pictures with short side S, the aspect ratio kept "
+                        "(denseflow's --ns, mmaction2's Kinetics: 256); never larger than the source "
+                        "unless --enlarge")
+    p.add_argument("--new-size", metavar="WxH", help="write them at exactly W x H (denseflow's --nw, --nh)")
+    p.add_argument("--enlarge", action="store_true", help="--new-short: also enlarge smaller sources")
     p.add_argument("--shard", metavar="I/N", help="collection: only shard I of N of the sorted videos "
                    "(Slurm arrays: --shard $((SLURM_ARRAY_TASK_ID+1))/$SLURM_ARRAY_TASK_COUNT; one per GPU)")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
@@ -76,7 +88,18 @@ def parse_args(argv):
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
     if args.workers is not None and args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
+    if args.step < 1:
+        p.error(f"--step must be at least 1, got {args.step}")
+    if args.new_short is not None and args.new_size is not None:
+        p.error("--new-short and --new-size: choose one")
+    if args.enlarge and args.new_short is None:
+        p.error("--enlarge goes with --new-short")
     return args
+
+
+def output_size(args):
+    new_size = parse_width_height(args.new_size) if args.new_size else None
+    return OutputSize(new_short=args.new_short, new_size=new_size, enlarge=args.enlarge)
 
 
 def main(argv=None):
@@ -92,20 +115,22 @@ def main(argv=None):
     print(engines.describe(backend, precision))
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
-                      radius=args.flow_radius)
-    source = frames.open_source(args.input)
+                      radius=args.flow_radius, size=output_size(args))
+    source = frames.open_source(args.input, step=args.step)
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = open_model(args.model, backend=backend, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
         raise Flownet2Error(f"{args.model}: the model runs batches of {session.batch_size}, "
                             f"not {args.batch_size}")
-    (h, w), (mh, mw) = source.size, session.size
+    (h, w), (mh, mw), (oh, ow) = source.size, session.size, outputs.size.of(source.size)
     pairs = "" if source.pair_count is None else f", {source.pair_count} pair(s)"
+    pairs += f", frames i and i+{args.step}" if args.step > 1 else ""
+    written = f"; written at {oh}x{ow}" if (oh, ow) != (h, w) else ""
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
     turned = f"; {source.orientation_note}" if source.orientation_note else ""
     print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}{turned}); model: {args.model} ({mh}x{mw}, "
-          f"batch {session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
+          f"batch {session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}{written}")
     result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)
     report(args, result, session.label, outputs)
     return 0
@@ -121,7 +146,7 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-        device=args.device, force=args.force)
+        device=args.device, force=args.force, step=args.step, output_size=output_size(args))
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
     predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None

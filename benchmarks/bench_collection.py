@@ -3,6 +3,7 @@
     python benchmarks/bench_collection.py formats            # size per pair and worst error vs .flo
     python benchmarks/bench_collection.py busy [--model stand-in:0 --clips 20 --frames 3 --size 64x128]
     python benchmarks/bench_collection.py ray [--workers 8 --clips 64 --frames 5 --pair-ms 100]
+    python benchmarks/bench_collection.py scale [--model stand-in:0]   # --step, --new-short on real clips
 
 formats: every Sintel ground-truth .flo of the sample (1024x436) written in each format and read back
 through flow_formats.read_flow; the error is the largest |u, v| difference against the .flo, over the
@@ -13,6 +14,10 @@ model was busy, and the per-video overhead.
 ray: the orchestration alone: a model that takes a fixed `--pair-ms` per pair (a sleep), one Ray
 actor against `--workers` actors (Ray started here with that many logical CPUs), and the plain loop
 in this process; pairs/s and per-video overhead (wall minus model time, per video).
+scale: one clip per Sintel scene of the sample at its own size (436x1024; its frames forward then
+back, to 6 frames), through Flownet2_predict.py: `--format jpg --rgb --step 2 --new-short 128` (files
+per video and their sizes), then `--new-short 256 --rgb`, its flows written in every format: the disk
+each needs per pair, and per frame for img_N.jpg.
 """
 import argparse
 import glob
@@ -143,6 +148,83 @@ def bench_busy(args):
             f"{100 * tally.model_ms / 1000 / run_s:.1f}%", f"{bare_ms / 1000:.1f}", f"{overhead:.0f}"]])
 
 
+# ------------------------------------------------------------------------------------------ scale
+
+def sintel_clips(root, length=6):
+    """One H.264 clip per scene of the sample, its frames forward then back (a scene has 2 to 4)."""
+    import av
+    from PIL import Image
+
+    for scene in sorted(glob.glob(os.path.join(MINI, "training", "clean", "*"))):
+        files = sorted(glob.glob(os.path.join(scene, "*.png")))
+        order = list(itertools.islice(itertools.cycle(files + files[-2:0:-1]), length))
+        with av.open(os.path.join(root, os.path.basename(scene) + ".mp4"), "w") as out:
+            stream = out.add_stream("libx264", rate=24)
+            first = np.asarray(Image.open(order[0]).convert("RGB"))
+            stream.height, stream.width, stream.pix_fmt = first.shape[0], first.shape[1], "yuv420p"
+            for f in order:
+                frame = av.VideoFrame.from_ndarray(np.asarray(Image.open(f).convert("RGB")), format="rgb24")
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+    return root
+
+
+def predict_cli(*argv):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "Flownet2_predict.py"
+    done = subprocess.run([sys.executable, str(script), *map(str, argv)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"Flownet2_predict.py failed: {done.stderr.strip().splitlines()[-1]}")
+
+
+def bench_scale(args):
+    import cv2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = Path(tmp) / "clips"
+        clips.mkdir()
+        sintel_clips(clips)
+        out = Path(tmp) / "s2"
+        predict_cli("--model", args.model, "--input", clips, "--output", out, "--format", "jpg", "--rgb",
+                    "--step", "2", "--new-short", "128")
+        print(f"scale: {len(os.listdir(clips))} clips of 6 frames (436x1024), model {args.model}; {machine()}")
+        rows = []
+        for video in sorted(p for p in out.iterdir() if p.is_dir()):
+            shapes = {cv2.imread(str(f)).shape[:2] for f in video.glob("*.jpg")}
+            rows.append([video.name, len(list(video.glob("img_*.jpg"))), len(list(video.glob("flow_x_*.jpg"))),
+                         len(list(video.glob("flow_y_*.jpg"))), " ".join(f"{h}x{w}" for h, w in sorted(shapes))])
+        table(["video (--step 2 --new-short 128)", "img files", "flow_x files", "flow_y files", "sizes"], rows)
+        out = Path(tmp) / "s256"
+        predict_cli("--model", args.model, "--input", clips, "--output", out, "--rgb", "--new-short", "256")
+        flows = sorted(out.glob("*/frame_*.flo"))
+        images = sorted(out.glob("*/img_*.jpg"))
+        rows = [["img_N.jpg (per frame)", f"{sum(f.stat().st_size for f in images) / len(images) / 1e3:.1f} kB"]]
+        for kind in flow_formats.FORMATS:
+            fmt = flow_formats.FlowFormat(kind, bound=args.bound)
+            written = [fmt.write(Path(tmp) / kind, f"p{n}", n, read_flo(f)) for n, f in enumerate(flows)]
+            size = sum(os.path.getsize(p) for paths in written for p in paths)
+            rows.append([kind, f"{size / len(flows) / 1e3:.1f} kB"])
+        shape = read_flo(flows[0]).shape[:2]
+        print(f"\n{len(flows)} pairs at --new-short 256 ({shape[0]}x{shape[1]}), jpg bound {args.bound:g} px")
+        table(["format", "disk per pair"], rows)
+        # a --step 3 pair against the two-image run on the same decoded frames
+        from PIL import Image
+
+        clip = sorted(clips.iterdir())[0]
+        predict_cli("--model", args.model, "--input", clip, "--output", Path(tmp) / "s3", "--step", "3")
+        decoded = list(frames.open_source([clip]).frames())
+        for n in (0, 3):
+            Image.fromarray(decoded[n]).save(Path(tmp) / f"f{n}.png")
+        predict_cli("--model", args.model, "--input", Path(tmp) / "f0.png", Path(tmp) / "f3.png", "--output",
+                    Path(tmp) / "two")
+        same = (Path(tmp) / "s3" / clip.stem / "frame_0001.flo").read_bytes() == (Path(tmp) / "two" / "f0.flo").read_bytes()
+        print(f"\n{clip.name} --step 3, pair 1 vs the two-image run on frames 1 and 4: "
+              f"{'byte-identical' if same else 'DIFFERENT'}")
+
+
 # ------------------------------------------------------------------------------------------ ray
 
 class SleepSession:
@@ -217,7 +299,7 @@ def bench_ray(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("formats", "busy", "ray"))
+    p.add_argument("what", choices=("formats", "busy", "ray", "scale"))
     p.add_argument("--bound", type=float, default=flow_formats.DEFAULT_BOUND)
     p.add_argument("--model", default="stand-in:0")
     p.add_argument("--clips", type=int)
@@ -228,6 +310,8 @@ def main():
     args = p.parse_args()
     if args.what == "formats":
         bench_formats(args)
+    elif args.what == "scale":
+        bench_scale(args)
     elif args.what == "busy":
         args.clips, args.frames = args.clips or 20, args.frames or 3
         bench_busy(args)

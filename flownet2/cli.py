@@ -1,5 +1,6 @@
 """What the scripts share: the entry-point wrapper (library code raises Flownet2Error, the scripts print one
-line and exit 2), the --precision flag, and the stand-in banner around a printed EPE."""
+line and exit 2; 3 when the output folder is at fault: full, read-only, not permitted), the --precision
+flag, and the stand-in banner around a printed EPE."""
 import sys
 
 from .errors import Flownet2Error
@@ -12,7 +13,7 @@ def run_main(main, argv=None):
         code = main(argv)
     except Flownet2Error as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))  # 3: the output folder's fault (errors.OutputError)
     except OSError as e:  # unwritable folder, full disk...: the OS message names the file
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)

@@ -14,7 +14,7 @@ import tempfile
 
 from PIL import Image
 
-from .errors import Flownet2Error
+from .errors import Flownet2Error, OutputError
 
 _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write's mkstemp names look like
 
@@ -46,6 +46,68 @@ def atomic_write(path, mode="wb"):
         if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
             raise OSError(e.errno, f"{e.strerror or e} (while writing)", path) from e
         raise
+
+
+# errors that are the output folder's, never an input's: they stop a run instead of failing one video
+OUTPUT_FAULTS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                 errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                 errno.EPERM: "operation not permitted"}
+
+
+def output_fault(error, folder):
+    """An OutputError naming `folder` and the cause when `error` is the output's fault, else None.
+
+    Permission errors count only on files inside `folder` (an unreadable input is that input's fault).
+    """
+    if isinstance(error, OutputError):
+        return error
+    if not isinstance(error, OSError) or error.errno not in OUTPUT_FAULTS:
+        return None
+    folder = os.path.abspath(os.fspath(folder))
+    where = os.path.abspath(os.fspath(error.filename)) if error.filename else None
+    inside = where is not None and (where == folder or where.startswith(folder + os.sep))
+    if error.errno in (errno.EACCES, errno.EPERM) and not inside:
+        return None
+    named = folder if inside or where is None else os.path.dirname(where)
+    return OutputError(f"{named}: {OUTPUT_FAULTS[error.errno]} (writing {where or 'a file'}); stopped, the "
+                       "unfinished outputs removed; fix it and run the same command again to resume")
+
+
+@contextlib.contextmanager
+def output_faults(folder, on_fault=None):
+    """Turn the output's faults (output_fault) inside the block into an OutputError; `on_fault()` runs
+    first (its own OS errors ignored: a read-only folder cannot be cleared)."""
+    try:
+        yield
+    except OSError as e:
+        fault = output_fault(e, folder)
+        if fault is None:
+            raise
+        if on_fault is not None:
+            with contextlib.suppress(OSError):
+                on_fault()
+        raise fault from None
+
+
+def check_writable(folder):
+    """Write (then remove) a file in `folder`: an output that cannot take files is refused before any
+    model is opened, as an OutputError. Folders made for the test are removed again: a run refused
+    later, for another reason, leaves nothing behind."""
+    folder = os.path.abspath(os.fspath(folder))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    with output_faults(folder):
+        os.makedirs(folder, exist_ok=True)
+        try:
+            probe = os.path.join(folder, ".flownet2.write-test")
+            atomic_save(probe, b"ok\n")
+            os.remove(probe)
+        finally:
+            made = folder
+            while made != existing:
+                os.rmdir(made)
+                made = os.path.dirname(made)
 
 
 def atomic_save(path, data: bytes):

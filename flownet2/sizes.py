@@ -1,4 +1,6 @@
 """The size and batch rules every stage shares (plumbing: imports nothing else of the toolkit's but errors)."""
+from dataclasses import dataclass
+
 from .errors import Flownet2Error
 
 SIZE_MULTIPLE = 64  # six stride-2 levels
@@ -34,3 +36,51 @@ def parse_size(text):
     height, width = (int(p) for p in parts)
     check_input_size(height, width)
     return height, width
+
+
+@dataclass(frozen=True)
+class OutputSize:
+    """The size frames and flows are written at, from the source's: `new_short` (the short side, the
+    aspect ratio kept; never larger than the source unless `enlarge`, as denseflow's --ns) or
+    `new_size` (height, width) exactly; neither: the source's size.
+
+    The long side is rounded half up, in integers: long * short_new / short + 1/2, truncated
+    (denseflow's `round`, mmcv's `int(x * scale + 0.5)`).
+    """
+
+    new_short: int | None = None
+    new_size: tuple | None = None  # (height, width)
+    enlarge: bool = False
+
+    def __post_init__(self):
+        if self.new_short is not None and self.new_size is not None:
+            raise Flownet2Error("give a new short side or a new size, not both")
+        if self.new_short is not None and self.new_short < 1:
+            raise Flownet2Error(f"the new short side must be at least 1, got {self.new_short}")
+        if self.new_size is not None and min(self.new_size) < 1:
+            raise Flownet2Error(f"the new size must be at least 1x1, got {self.new_size[1]}x{self.new_size[0]}")
+
+    def of(self, size):
+        """(height, width) for a source of `size` (height, width)."""
+        h, w = size
+        if self.new_size is not None:
+            return tuple(self.new_size)
+        if self.new_short is None or (min(h, w) <= self.new_short and not self.enlarge):
+            return h, w
+        short, long = min(h, w), max(h, w)
+        scaled = (2 * long * self.new_short + short) // (2 * short)
+        return (self.new_short, scaled) if h <= w else (scaled, self.new_short)
+
+    def record(self):
+        """What the files depend on, for a settings file (JSON)."""
+        return {"new_short": self.new_short, "new_size": None if self.new_size is None else list(self.new_size),
+                "enlarge": self.enlarge}
+
+
+def parse_width_height(text):
+    """"WxH" (e.g. "340x256", denseflow's --nw x --nh) -> (H, W)."""
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise Flownet2Error(f"size {text!r} not understood: expected WIDTHxHEIGHT, e.g. 340x256")
+    width, height = (int(p) for p in parts)
+    return OutputSize(new_size=(height, width)).new_size

@@ -73,3 +73,25 @@ def test_without_ray_one_line_names_the_install_command(monkeypatch, tmp_path, c
     monkeypatch.setitem(sys.modules, "ray", None)
     code, _, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "o", "--ray"], capsys)
     assert code == 2 and err.strip() == 'error: --ray needs Ray: pip install "ray[default]>=2.9"'
+
+
+def test_a_full_disk_stops_the_ray_run_and_the_same_command_resumes(local_ray, plain, tmp_path, capsys, monkeypatch):
+    from test_scale import SmallDisk
+
+    videos, model, expected, failed = plain
+    disk = SmallDisk(tmp_path / "disk", "256k", budget=0, monkeypatch=monkeypatch)
+    if not disk.mounted:  # the actors are other processes: only a real small file system reaches them
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        argv = ["--model", model, "--input", videos, "--output", disk.path / "o", "--ray", "--accelerator", "cpu",
+                "--workers", "1"]
+        code, out, err = run_cli(argv, capsys)
+        errors = [line for line in err.splitlines() if line.startswith("error")]
+        assert code == 3 and len(errors) == 1 and "no space left on the device" in errors[0], err
+        assert not (disk.path / "o" / "failed.txt").exists()
+        disk.grow()
+        code, out, err = run_cli(argv, capsys)
+        assert code == 1 and "2 failed of 5" in out, err  # the two bad videos, as in the plain run
+        assert outputs(disk.path / "o") == expected
+    finally:
+        disk.close()

@@ -1,7 +1,8 @@
 """Frames from your own files, and flows back at their size.
 
 A source is two image files, a folder of frames (natural sort: frame_2 before frame_10) or a video
-decoded as a stream (PyAV, FFmpeg's libraries); consecutive frames make the pairs. Frames reach the
+decoded as a stream (PyAV, FFmpeg's libraries); frames i and i + step make pair i (step 1: consecutive
+frames; N frames give N - step pairs, numbered as for step 1). Frames reach the
 model's size through `images.InputPadder` (pad, or bilinear resize with u, v rescaled on the way
 back), so there is one rule for sizes across the toolkit. The flow video is written here too.
 """
@@ -39,8 +40,8 @@ def _av():
 
 @dataclass
 class FrameSource:
-    """Frames in order. `names[i]` is pair i's output name (folder-relative, no extension) when the
-    frames are known up front; a video numbers its pairs `<stem>/frame_0001`... as it goes."""
+    """Frames in order; pair i is frames (i, i + step). `pair_name(i)` is pair i's output name
+    (folder-relative, no extension): its first frame's stem, or `<stem>/frame_0001`... for a video."""
 
     path: str
     kind: str  # "images", "folder" or "video"
@@ -50,6 +51,7 @@ class FrameSource:
     frame_count: int | None = None  # None where a video does not say
     rotation: int = 0  # video: degrees counter-clockwise its display matrix turns the coded frames
     oriented: int = 0  # images / folder: frames turned or mirrored by their EXIF orientation
+    step: int = 1
 
     @property
     def orientation_note(self):
@@ -62,7 +64,7 @@ class FrameSource:
 
     @property
     def pair_count(self):
-        return None if self.frame_count is None else self.frame_count - 1
+        return None if self.frame_count is None else max(self.frame_count - self.step, 0)
 
     def pair_name(self, i):
         if self.kind == "video":
@@ -79,9 +81,12 @@ class FrameSource:
             yield decode.read_frame(path)
 
 
-def open_source(inputs):
-    """A FrameSource for [image, image], [folder] or [video]; checks what it can before any work."""
+def open_source(inputs, step=1):
+    """A FrameSource for [image, image], [folder] or [video], pairing frames i and i + `step`;
+    checks what it can before any work."""
     inputs = [os.fspath(p) for p in inputs]
+    if not isinstance(step, int) or step < 1:
+        raise Flownet2Error(f"the frame step must be a whole number of at least 1, got {step}")
     for path in inputs:
         if not os.path.exists(path):
             raise Flownet2Error(f"{path}: not found")
@@ -89,21 +94,23 @@ def open_source(inputs):
         for path in inputs:
             if os.path.isdir(path) or _ext(path) not in IMAGE_EXTS:
                 raise Flownet2Error(f"{path}: two inputs must be image files ({' '.join(IMAGE_EXTS)})")
-        return _image_source(inputs[0], inputs, "images")
+        return _image_source(inputs[0], inputs, "images", step)
     if len(inputs) != 1:
         raise Flownet2Error(f"{inputs[2]}: give two images, one folder of frames or one video")
     path = inputs[0]
     if os.path.isdir(path):
-        return _folder_source(path)
+        return _folder_source(path, step)
     if _ext(path) in VIDEO_EXTS:
-        return _video_source(path)
+        return _video_source(path, step)
     if _ext(path) in IMAGE_EXTS:
         raise Flownet2Error(f"{path}: one image is not a pair; give two images, a folder or a video")
     raise Flownet2Error(f"{path}: unknown extension {_ext(path) or '(none)'}; "
                         f"images: {' '.join(IMAGE_EXTS)}; videos: {' '.join(VIDEO_EXTS)}")
 
 
-def _image_source(path, files, kind):
+def _image_source(path, files, kind, step=1):
+    if len(files) <= step:
+        raise Flownet2Error(f"{path}: {len(files)} frame(s), a step of {step} needs at least {step + 1}")
     headers = [decode.header(f) for f in files]  # a mismatch is found before any pixel is decoded
     size = headers[0].size
     for f, other in zip(files[1:], [h.size for h in headers[1:]]):
@@ -111,12 +118,12 @@ def _image_source(path, files, kind):
             raise Flownet2Error(f"{f}: frame is {other[0]}x{other[1]}, {files[0]} is "
                                 f"{size[0]}x{size[1]}; all frames must have one size")
     stems = {}
-    for f in files[:-1]:
+    for f in files[:-step]:
         stem = os.path.splitext(os.path.basename(f))[0]
         if stem in stems:  # frame_1.png and frame_1.jpg would write one frame_1.flo
             raise Flownet2Error(f"{f}: same name as {stems[stem]}; flows are named after the first frame")
         stems[stem] = f
-    return FrameSource(path, kind, size, files=list(files), frame_count=len(files),
+    return FrameSource(path, kind, size, files=list(files), frame_count=len(files), step=step,
                        oriented=sum(h.orientation != 1 for h in headers))
 
 
@@ -132,16 +139,16 @@ def frame_files(folder):
                            and os.path.isfile(os.path.join(folder, f))])
 
 
-def _folder_source(folder):
+def _folder_source(folder, step=1):
     files = frame_files(folder)
     if len(files) < 2:
         raise Flownet2Error(f"{folder}: {len(files)} frame(s) found, need at least 2 "
                             f"({' '.join(IMAGE_EXTS)})")
-    return _image_source(folder, files, "folder")
+    return _image_source(folder, files, "folder", step)
 
 
-def _video_source(path):
-    """Open the video, decode its first two frames (a file that cannot do that is refused now)."""
+def _video_source(path, step=1):
+    """Open the video, decode its first step + 1 frames (a file that cannot do that is refused now)."""
     av = _av()
     if os.path.getsize(path) == 0:
         raise Flownet2Error(f"{path}: empty file (0 bytes)")
@@ -155,16 +162,16 @@ def _video_source(path):
             first = []
             for frame in container.decode(stream):
                 first.append(frame)
-                if len(first) == 2:
+                if len(first) == step + 1:
                     break
     except (av.FFmpegError, OSError, ValueError) as e:
         raise Flownet2Error(f"{path}: cannot read video ({e})") from None
-    if len(first) < 2:
-        raise Flownet2Error(f"{path}: {len(first)} decodable frame(s), need at least 2")
+    if len(first) < step + 1:
+        raise Flownet2Error(f"{path}: {len(first)} decodable frame(s), need at least {step + 1}")
     rotation = _display_rotation(path, first[0])
     size = (first[0].height, first[0].width)
     return FrameSource(path, "video", size[::-1] if rotation % 180 else size, fps=Fraction(fps),
-                       frame_count=count, rotation=rotation)
+                       frame_count=count, rotation=rotation, step=step)
 
 
 def _display_rotation(path, frame):
@@ -216,6 +223,16 @@ def check_size(source, model_size, mode):
         raise Flownet2Error(f"{source.path}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
                             f"resize them instead of padding, or use a model made for this size")
     return images.InputPadder(source.size, model_size, mode)
+
+
+def resize_frame(rgb, size):
+    """An (h, w, 3) uint8 frame at `size` (height, width): OpenCV's bilinear resize, what denseflow
+    and mmcv write their frames with; the frame itself when it already has that size."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    import cv2  # first use only: runs at the source's size never need it
+
+    return cv2.resize(np.ascontiguousarray(rgb), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def check_video_out(path):

@@ -136,11 +136,16 @@ class InputPadder:
         """The view of a model-size array that holds the frame in pad mode (None in resize mode)."""
         return out[:, :self.h, :self.w] if self.mode == "pad" else None
 
-    def unpad(self, flow):
-        """(2, H, W) model-size flow -> (2, h, w) flow in original pixels."""
+    def unpad(self, flow, size=None):
+        """(2, H, W) model-size flow -> (2, h, w) flow in original pixels, or at `size` (height,
+        width) in that size's pixels: one resize from what the model saw, u and v scaled with it."""
+        height, width = size or (self.h, self.w)
         if self.mode == "pad":
-            return flow[:, :self.h, :self.w]
-        small = resize_bilinear(flow, self.h, self.w)
-        small[0] *= self.w / self.W
-        small[1] *= self.h / self.H
-        return small
+            flow = flow[:, :self.h, :self.w]
+            if (height, width) == (self.h, self.w):
+                return flow
+        seen_h, seen_w = flow.shape[1:]  # the frame as the model saw it: its padded corner, or resized
+        out = resize_bilinear(flow, height, width)
+        out[0] *= width / seen_w
+        out[1] *= height / seen_h
+        return out

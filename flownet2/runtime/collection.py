@@ -22,9 +22,9 @@ from tqdm import tqdm
 from .. import fileio
 from ..data import frames
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
-from ..errors import Flownet2Error
-from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
-from ..sizes import model_size
+from ..errors import Flownet2Error, OutputError
+from ..fileio import atomic_save, folder_lock, natural_sorted, output_fault, output_faults, remove_temporaries
+from ..sizes import OutputSize, model_size
 from . import predict
 from .engines import choose, engine_for
 from .outputs import Outputs
@@ -64,18 +64,24 @@ class Settings:
     precision: str | None = None  # None: the engine's fast path (engines.choose)
     device: int = 0
     force: bool = False
+    step: int = 1  # pairs are frames (i, i + step)
+    output_size: OutputSize = field(default_factory=OutputSize)
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
 
     def outputs(self):
         """What each video's prediction writes (no ground truth or flow video in a collection)."""
-        return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius)
+        return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius, size=self.output_size)
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
-        return {k: getattr(self, k) for k in ("format", "bound", "start_index", "rgb", "png", "size_mode",
-                                              "backend", "precision")}
+        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step")
+        return {**{k: getattr(self, k) for k in kept}, **self.output_size.record()}
+
+
+# what a settings file written before a setting existed meant by its absence
+_RECORD_DEFAULTS = Settings(model="", output="").record()
 
 
 @dataclass
@@ -202,14 +208,14 @@ def check_settings(settings):
     record = settings.record()
     if os.path.isfile(path) and not settings.force:
         with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        differ = {k: v for k, v in record.items() if k in old and old[k] != v}  # keys a folder predates: kept
-        if differ:
-            diff = ", ".join(f"{k} {old[k]!r} (now {v!r})" for k, v in differ.items())
+            old = {**_RECORD_DEFAULTS, **json.load(f)}
+        if old != record:
+            diff = ", ".join(f"{k} {old.get(k)!r} (now {v!r})" for k, v in record.items() if old.get(k) != v)
             raise Flownet2Error(f"{settings.output}: made with {diff}; use the same settings, another "
                                 "folder, or --force to redo every video")
-    os.makedirs(settings.output, exist_ok=True)
-    atomic_save(path, (json.dumps(record, indent=1) + "\n").encode())
+    with output_faults(settings.output):  # an output that cannot take files: refused before any model opens
+        os.makedirs(settings.output, exist_ok=True)
+        atomic_save(path, (json.dumps(record, indent=1) + "\n").encode())
 
 
 # ---------------------------------------------------------------------------------------- worker
@@ -258,7 +264,12 @@ class Worker:
         return self.sessions[key]
 
     def run(self, job):
-        """Outcome of one video; only an interrupt (Ctrl-C) escapes, after clearing its partial files."""
+        """Outcome of one video. What is no video's fault escapes, after clearing its partial files: an
+        interrupt (Ctrl-C), the model (ModelError), the output folder (OutputError: full, read-only...)."""
+        with output_faults(self.settings.output):
+            return self._run(job)
+
+    def _run(self, job):
         folder = os.path.join(self.settings.output, job.key)
         marker = os.path.join(folder, MARKER)
         force = self.settings.force
@@ -276,21 +287,16 @@ class Worker:
             _clear(folder, marker)
             try:
                 result, label, rotation = self._predict(job, folder)
-                failure = None
-            except ModelError:
-                _clear(folder, marker)
-                raise
-            except Exception as e:  # noqa: BLE001 - one bad video is recorded (decoder, model, disk), the others go on
-                _clear(folder, marker)
-                failure = Outcome(job.key, job.name, "failed", reason=_reason(e, job), loads=self.loads - loads)
-            except BaseException:  # Ctrl-C: nothing half-done stays behind
-                _clear(folder, marker)
-                raise
-            if failure is None:
                 backend, precision = self.engine()
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
                           "engine": {"name": backend, "precision": precision}}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
+                failure = None
+            except BaseException as e:  # noqa: BLE001 - nothing half-done stays behind, whatever stopped it
+                with contextlib.suppress(OSError):  # a read-only folder cannot be cleared
+                    _clear(folder, marker)
+                _raise_unless_the_videos(e, self.settings.output)
+                failure = Outcome(job.key, job.name, "failed", reason=_reason(e, job), loads=self.loads - loads)
         if failure is not None:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when empty: a failed video leaves no folder for a reader to count
@@ -300,7 +306,7 @@ class Worker:
 
     def _predict(self, job, folder):
         s = self.settings
-        source = frames.open_source([job.video])
+        source = frames.open_source([job.video], step=s.step)
         if source.kind != "video":
             raise Flownet2Error(f"{job.video}: not a video")
         session = self.session(source)
@@ -308,6 +314,16 @@ class Worker:
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
         return result, getattr(session, "label", None), source.rotation
+
+
+def _raise_unless_the_videos(error, output):
+    """Raise what no single video is to blame for, so the run stops: an interrupt, the model, the
+    output folder; return for the rest (a decoder's or a model run's error), recorded as the video's."""
+    if isinstance(error, ModelError) or not isinstance(error, Exception):
+        raise error
+    fault = output_fault(error, output)
+    if fault is not None:
+        raise fault from None
 
 
 def _clear(folder, marker):
@@ -355,7 +371,8 @@ class Tally:
         if outcome.status == "failed":
             self.failures.append(outcome)
             lines = "".join(f"{o.name}\t{o.reason}\n" for o in sorted(self.failures, key=lambda o: o.key))
-            atomic_save(self.failed_path, lines.encode())
+            with output_faults(os.path.dirname(self.failed_path)):
+                atomic_save(self.failed_path, lines.encode())
             tqdm.write(f"failed: {outcome.name}: {outcome.reason}", file=sys.stderr)
         elapsed = time.perf_counter() - self.t0
         self.bar.set_postfix_str(f"{self.pairs / elapsed:.2f} pairs/s, {self.counts['failed']} failed", refresh=False)
@@ -387,6 +404,9 @@ def run_jobs(jobs, worker, tally):
     try:
         for job in jobs:
             tally.add(worker.run(job))
+    except OutputError:
+        tally.close()
+        raise
     except KeyboardInterrupt:
         tally.close()
         print(f"interrupted: {tally.counts['done']} video(s) finished in this run are kept; the one in "

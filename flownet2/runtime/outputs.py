@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from ..data.flow_formats import FlowFormat
+from ..sizes import OutputSize
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Outputs:
     gt_dir: str | None = None      # ground truth of the same names: EPE per pair, and in the pictures
     rgb: bool = False              # every frame as mmaction2's img_N.jpg beside the flow
     radius: float | None = None    # the colour wheel's radius (default: the first pair's)
+    size: OutputSize = field(default_factory=OutputSize)  # flows, frames, pictures: the source's size unless set
 
     @property
     def pictures(self):

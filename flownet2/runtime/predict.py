@@ -5,7 +5,9 @@ is never held) and the model does not wait on I/O: a reader thread decodes frame
 the calling thread runs the model, a writer thread brings each flow back to its frame's size and
 writes it. Every file is written atomically; an error stops all three and is raised in the caller.
 """
+import collections
 import contextlib
+import functools
 import os
 import queue
 import threading
@@ -19,7 +21,7 @@ from ..data import decode, frames, images
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
-from ..fileio import check_inputs_kept, save_png
+from ..fileio import check_inputs_kept, check_writable, output_faults, remove_temporaries, save_png
 from ..score import metrics, visualize
 from .outputs import Outputs
 
@@ -70,9 +72,34 @@ def check_pictures(outputs):
                             "choose one, or another format")
 
 
+def planned_files(source, output, fmt, *, png, rgb):
+    """Every file a run over pictures (two images, a folder) writes: flows, pictures, frames."""
+    paths = []
+    for i in range(source.pair_count):
+        paths += [os.path.join(output, f) for f in fmt.files(source.pair_name(i), i)]
+        paths += [picture_path(source, output, i)] if png else []
+    paths += [os.path.join(output, fmt.frame_file(source.pair_name(0), n)) for n in range(source.frame_count)
+              if rgb]
+    return list(dict.fromkeys(paths))
+
+
+def clear_outputs(source, output, outputs):
+    """Remove what a run over `source` wrote, and its temporaries (a run stopped by its output)."""
+    if source.kind == "video":
+        remove_video_outputs(video_folder(source, output))
+        remove_temporaries(video_folder(source, output))
+        return
+    paths = planned_files(source, output, outputs.fmt, png=outputs.png, rgb=outputs.rgb)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    remove_temporaries(output, names=[os.path.basename(p) for p in paths])
+
+
 def prepare_outputs(source, output, outputs, *, force=False):
     """Refuse, before any work, outputs that exist (unless `force`), outputs that would land on the
-    inputs (whatever `force` says) and ground truth that does not exist.
+    inputs (whatever `force` says), ground truth that does not exist and an output folder that cannot
+    take files (errors.OutputError).
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
@@ -81,7 +108,8 @@ def prepare_outputs(source, output, outputs, *, force=False):
     check_pictures(outputs)
     if video:
         frames.check_video_out(video)
-    planned = [] if source.kind == "video" else _planned(source, output, outputs)
+    planned = ([] if source.kind == "video" else
+               planned_files(source, output, fmt, png=outputs.png, rgb=outputs.rgb))
     reads = list(source.files or [source.path])
     if gt_dir is not None:  # ground truth is an input too
         reads += [gt_path(source, gt_dir, i, fmt) for i in range(source.pair_count or 0)]
@@ -94,9 +122,9 @@ def prepare_outputs(source, output, outputs, *, force=False):
         folder = video_folder(source, output)
         old = sorted(f for f in os.listdir(folder) if OUTPUT_FILE.match(f)) if os.path.isdir(folder) else []
         existing += [os.path.join(folder, f) for f in old]
-        if force:
-            remove_video_outputs(folder)
-    existing += [p for p in planned if os.path.exists(p)]
+    else:
+        # pictures count even without --png: one left by an earlier run would not match the new flow
+        existing += [p for p in planned_files(source, output, fmt, png=True, rgb=outputs.rgb) if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -106,43 +134,36 @@ def prepare_outputs(source, output, outputs, *, force=False):
         for i in range(source.pair_count or 0):
             if not os.path.isfile(gt_path(source, gt_dir, i, fmt)):
                 raise Flownet2Error(f"{gt_path(source, gt_dir, i, fmt)}: ground truth not found")
-
-
-def _planned(source, output, outputs):
-    """Every file a run over a known list of frames writes, in order, once each."""
-    fmt, paths = outputs.fmt, []
-    for i in range(source.pair_count):
-        name = source.pair_name(i)
-        paths += [os.path.join(output, f) for f in fmt.files(name, i)]
-        paths += [picture_path(source, output, i)] if outputs.png else []
-        paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if outputs.rgb]
-    return list(dict.fromkeys(paths))
+    check_writable(video_folder(source, output) if source.kind == "video" else output)
+    if force and source.kind == "video":
+        remove_video_outputs(video_folder(source, output))
 
 
 def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
-    """Yield (first pair index, real pairs, x1, x2, first frames or None); a short last batch is
-    filled by repeating its last pair (a static model always takes `batch_size`).
-    `on_frame(n, frame)` sees every frame as it is decoded."""
+    """Yield (first pair index, real pairs, x1, x2, first frames or None); pair n is frames
+    (n, n + source.step). A short last batch is filled by repeating its last pair (a static model
+    always takes `batch_size`). `on_frame(n, frame)` sees every frame as it is decoded."""
     shape = (batch_size, 3) + tuple(model_size)
     x1 = x2 = None
-    kept, n, previous = [], 0, None
+    kept, n = [], 0
+    held = collections.deque(maxlen=source.step + 1)  # the only frames kept: a long video is never held
     for k, frame in enumerate(source.frames()):
         if on_frame is not None:
             on_frame(k, frame)
-        if previous is not None:
+        held.append(frame)
+        if len(held) == held.maxlen:
             if x1 is None:
                 x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
             slot = n % batch_size
             # normalise straight into the slot's corner (pad mode), as the preprocess does
-            a, b = images.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
+            a, b = images.normalise_pair(held[0], frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
-            kept.append(previous if keep_frames else None)
+            kept.append(held[0] if keep_frames else None)
             n += 1
             if slot == batch_size - 1:
                 yield n - batch_size, batch_size, x1, x2, kept
                 x1 = None
-        previous = frame
     if x1 is not None:
         count = n % batch_size
         x1[count:], x2[count:] = x1[count - 1], x2[count - 1]
@@ -200,6 +221,7 @@ class _Writer:
         self.write_video = write_video
         self.result, self.bar = result, bar
         self.result.radius = outputs.radius
+        self.size = outputs.size.of(source.size)  # (height, width) of the flows, frames and pictures
         # name -> function of one pair, run in this order ("epe" reads the ground truth the pictures show)
         self.per_pair = {"flow": self._flow}
         if self.gt_dir:
@@ -212,8 +234,9 @@ class _Writer:
         self.frame_name = source.pair_name(0)  # a video's frames go beside its first pair's flow
 
     def pair(self, i, model_flow, frame):
-        done = {"flow": self.padder.unpad(model_flow).transpose(1, 2, 0), "frame": frame, "gt": None}
-        for write in self.per_pair.values():  # (h, w, 2) flow at the frame's size
+        flow = self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)
+        done = {"flow": flow, "frame": frame, "gt": None}
+        for write in self.per_pair.values():  # (h, w, 2) flow at the output size
             write(i, done)
         self.result.pairs += 1
         self.bar.update(1)
@@ -232,7 +255,8 @@ class _Writer:
         if "picture" not in done:
             if self.result.radius is None:  # one radius for the whole sequence: the first pair's
                 self.result.radius = visualize.flow_radius(done["flow"] if done["gt"] is None else done["gt"])
-            done["picture"] = visualize.side_by_side(decode.to_uint8(done["frame"]), done["flow"], done["gt"],
+            frame = frames.resize_frame(decode.to_uint8(done["frame"]), self.size)
+            done["picture"] = visualize.side_by_side(frame, done["flow"], done["gt"],
                                                      radius=self.result.radius, weights=self.weights)
         return done["picture"]
 
@@ -243,8 +267,9 @@ class _Writer:
         self.write_video(self._picture(done))
 
     def _rgb(self, n, frame):
-        # 8-bit JPEG, as training code reads it; a 16-bit frame rounded
-        write_jpeg(os.path.join(self.output, self.fmt.frame_file(self.frame_name, n)), decode.to_uint8(frame))
+        # 8-bit JPEG at the output size, as training code reads it; a 16-bit frame rounded
+        write_jpeg(os.path.join(self.output, self.fmt.frame_file(self.frame_name, n)),
+                   frames.resize_frame(decode.to_uint8(frame), self.size))
 
     def _gt(self, i, flow):
         path = gt_path(self.source, self.gt_dir, i, self.fmt)
@@ -262,20 +287,23 @@ class _Writer:
 
 
 def predict(session, source, *, output, outputs=None, size_mode="resize", progress=True):
-    """Run every consecutive pair of `source` through `session`; returns a Result.
+    """Run every pair of `source` (frames i, i + source.step) through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
-    `sessions.open_model` gives. `outputs`: what is written beside the flow (an Outputs; default: .flo
-    files only). Call `prepare_outputs` first.
+    `sessions.open_model` gives. `outputs`: what is written beside the flow, and at what size (an
+    Outputs; default: .flo files only, at the source's size). Call `prepare_outputs` first. The
+    output's own faults (full, read-only...) remove what this run wrote and raise errors.OutputError.
     """
     outputs = outputs or Outputs()
+    clear = functools.partial(clear_outputs, source, output, outputs)
     padder = frames.check_size(source, session.size, size_mode)
     result = Result()
     stages = _Stages()
     to_model, to_writer = queue.Queue(QUEUED_BATCHES), queue.Queue(QUEUED_BATCHES)
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
-    with bar, _maybe_video(outputs.video, outputs.fps or source.fps) as write_video:
+    video = _maybe_video(outputs.video, outputs.fps or source.fps)
+    with output_faults(output, on_fault=clear), bar, video as write_video:
         writer = _Writer(source, padder, output, outputs, write_video=write_video, result=result, bar=bar,
                          weights=getattr(session, "label", None))
         on_frame = writer.frame if writer.per_frame else None
@@ -297,9 +325,9 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
         try:
             while (batch := stages.get(to_model)) is not _DONE:
                 x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
-                outputs, ms = session.run([x1, x2])
+                flows, ms = session.run([x1, x2])
                 result.model_ms += ms
-                stages.put(to_writer, (batch, outputs[0]))
+                stages.put(to_writer, (batch, flows[0]))
             stages.put(to_writer, _DONE)
         except BaseException as e:
             stages.fail(e)

@@ -10,7 +10,7 @@ video another worker holds is skipped (collection.Worker.run).
 import dataclasses
 import sys
 
-from ..errors import Flownet2Error
+from ..errors import Flownet2Error, OutputError
 from .collection import Outcome, Worker
 
 RAY_HINT = 'pip install "ray[default]>=2.9"'
@@ -73,6 +73,9 @@ def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, 
             settings = dataclasses.replace(settings, device=0)  # the one device Ray hands the actor
         actors = start_actors(ray, settings, options, min(count, len(jobs)), opener)
         dispatch(ray, actors, list(jobs), tally)
+    except OutputError:
+        tally.close()  # the other workers' unfinished videos have no marker: the rerun redoes them
+        raise
     except KeyboardInterrupt:
         tally.close()
         print("interrupted: run the same command again to resume (finished videos are skipped)",
@@ -114,8 +117,8 @@ def dispatch(ray, actors, jobs, tally):
         try:
             outcome = ray.get(ref)
         except ray.exceptions.RayTaskError as e:
-            if isinstance(e.cause, Flownet2Error):  # ModelError: no video can run, so the run stops
-                raise Flownet2Error(str(e.cause)) from None
+            if isinstance(e.cause, Flownet2Error):  # the model, or the output folder: no video can run
+                raise type(e.cause)(str(e.cause)) from None  # the same kind: an OutputError exits 3
             outcome = _failed(job, e)
         except ray.exceptions.RayError as e:  # the actor died more often than it may restart
             outcome = _failed(job, e)
