@@ -196,7 +196,8 @@ def test_rotated_video_gives_flow_rgb_frames_and_video_in_display_orientation(tm
                               "--size-mode", "pad", "--rgb", "--format", "flo", "--video", tmp_path / "v.mp4"],
                              capsys)
     assert code == 0, err
-    assert "rotated 90 degrees" in out.splitlines()[0]
+    input_line = next(line for line in out.splitlines() if line.startswith("input: "))  # after the engine line
+    assert "rotated 90 degrees" in input_line
     portrait = SIZE[::-1]
     assert read_flo(tmp_path / "o" / "phone" / "frame_0001.flo").shape[:2] == portrait
     assert cv2.imread(str(tmp_path / "o" / "phone" / "img_00001.jpg")).shape[:2] == portrait
