@@ -1,0 +1,183 @@
+"""Flow you can check without ground truth: forward-backward consistency, photometric error, flags.
+
+    python -m flownet2.score.quality --forward F.flo --backward B.flo [--frames I1 I2] [--mask OUT.png]
+
+- Backward warp: a map sampled at x + w_f(x) for every pixel x, bilinearly. x is the integer pixel
+  index; the point is taken apart as x + floor(w_f) (integers) and the fraction w_f - floor(w_f), so no
+  float ever holds an absolute pixel coordinate. A point outside [0, W-1] x [0, H-1], or a non-finite
+  flow, has nothing to read: it counts as inconsistent (occluded: its pixel leaves the picture).
+- Consistency (Sundaram, Brox and Keutzer, ECCV 2010; the rule of UnFlow, Meister et al. 2018): pixel
+  x is consistent when |w_f + w_b(x + w_f)|^2 < a1 (|w_f|^2 + |w_b(x + w_f)|^2) + a2, with a1 = 0.01,
+  a2 = 0.5 px^2 by default. Inconsistent pixels are occluded or wrong. Squares are taken in float64.
+- Photometric error: mean over the consistent pixels and the three channels of |I1(x) - I2(x + w_f)|,
+  in grey levels (0-255); NaN without frames or without a consistent pixel.
+- Mean flow magnitude: mean of |w_f| in px over the pixels.
+- Flagging, per video: a pair is flagged when its consistent fraction is under half its video's
+  median, or its photometric error is over twice its video's median plus 2 grey levels (the floor
+  keeps a nearly perfect video from flagging its own noise). A shot cut or a black frame does both.
+"""
+import argparse
+import dataclasses
+import math
+
+import numpy as np
+
+from ..cli import run_main
+from ..errors import Flownet2Error
+from ..fileio import save_png
+
+ALPHA1 = 0.01
+ALPHA2 = 0.5  # px^2
+CONSISTENT_DROP = 0.5  # flagged under half the video's median consistent fraction
+PHOTOMETRIC_RISE = 2.0  # flagged over twice the video's median photometric error ...
+PHOTOMETRIC_FLOOR = 2.0  # ... plus 2 grey levels
+CONSISTENT = 255  # the occlusion mask's value for a consistent pixel (0 elsewhere)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairScores:
+    consistent: float  # fraction of pixels that pass the consistency rule
+    photometric: float  # mean |I1 - warped I2| over consistent pixels, grey levels; NaN if unknown
+    magnitude: float  # mean |w_f|, px
+
+
+def sample(values, flow):
+    """(values (H, W, C) sampled bilinearly at x + flow(x), float64; inside (H, W) bool).
+
+    Where the point lies outside the picture (or the flow is not finite) the value is 0 and inside
+    is False. A point exactly on the last row or column is inside.
+    """
+    h, w = flow.shape[:2]
+    if values.shape[:2] != (h, w):
+        raise Flownet2Error(f"a {values.shape[0]}x{values.shape[1]} map cannot be sampled by a {h}x{w} flow")
+    f = flow.astype(np.float64)
+    finite = np.isfinite(f).all(axis=-1)
+    # a step of more than h + w px leaves the picture whatever its fraction; clipping keeps int64 exact
+    f = np.where(finite[..., None], np.clip(f, -(h + w), h + w), 0.0)
+    whole = np.floor(f)
+    frac = f - whole  # in [0, 1): exact, the fraction of a float is representable
+    rows, cols = np.indices((h, w))
+    x0 = cols + whole[..., 0].astype(np.int64)
+    y0 = rows + whole[..., 1].astype(np.int64)
+    fx, fy = frac[..., 0], frac[..., 1]
+    inside = finite & _within(x0, fx, w) & _within(y0, fy, h)
+    x0, x1 = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
+    y0, y1 = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+    v = values.astype(np.float64).reshape(h, w, -1)
+    fx, fy = fx[..., None], fy[..., None]
+    out = ((v[y0, x0] * (1 - fx) + v[y0, x1] * fx) * (1 - fy)
+           + (v[y1, x0] * (1 - fx) + v[y1, x1] * fx) * fy)
+    out[~inside] = 0.0
+    return out.reshape(values.shape[:2] + values.shape[2:]), inside
+
+
+def _within(start, frac, size):
+    """start + frac in [0, size - 1] for integer start and frac in [0, 1)."""
+    return (start >= 0) & ((start < size - 1) | ((start == size - 1) & (frac == 0)))
+
+
+def consistency(forward, backward, *, alpha1=ALPHA1, alpha2=ALPHA2):
+    """(H, W) bool: the forward-backward rule of the module's docstring, per pixel of `forward`."""
+    if forward.shape != backward.shape or forward.ndim != 3 or forward.shape[2] != 2:
+        raise Flownet2Error(f"forward flow {forward.shape} and backward flow {backward.shape} must both be "
+                            "(H, W, 2) of one size")
+    back, inside = sample(backward, forward)
+    wf = forward.astype(np.float64)
+    d = wf + back
+    with np.errstate(invalid="ignore"):  # NaN in the backward flow: the comparison is False
+        lhs = (d * d).sum(axis=-1)
+        rhs = alpha1 * ((wf * wf).sum(axis=-1) + (back * back).sum(axis=-1)) + alpha2
+        return inside & (lhs < rhs)
+
+
+def photometric_error(frame1, frame2, forward, mask):
+    """Mean over `mask` and the channels of |frame1(x) - frame2(x + forward)| in grey levels; NaN if
+    `mask` is empty. Frames (H, W, 3) in 0-255."""
+    if frame1.shape != frame2.shape or frame1.shape[:2] != forward.shape[:2]:
+        raise Flownet2Error(f"frames {frame1.shape} and {frame2.shape} do not match the "
+                            f"{forward.shape[0]}x{forward.shape[1]} flow")
+    warped, inside = sample(frame2, forward)
+    use = mask & inside
+    if not use.any():
+        return math.nan
+    return float(np.abs(frame1.astype(np.float64)[use] - warped[use]).mean())
+
+
+def mean_magnitude(flow):
+    """Mean |flow| in px over the finite pixels (NaN if none)."""
+    f = flow.astype(np.float64)
+    finite = np.isfinite(f).all(axis=-1)
+    return float(np.hypot(f[..., 0], f[..., 1])[finite].mean()) if finite.any() else math.nan
+
+
+def score_pair(forward, backward, frame1=None, frame2=None, *, alpha1=ALPHA1, alpha2=ALPHA2):
+    """(PairScores, consistent mask (H, W) bool) of one pair; the photometric error needs both frames."""
+    mask = consistency(forward, backward, alpha1=alpha1, alpha2=alpha2)
+    photometric = math.nan
+    if frame1 is not None and frame2 is not None:
+        photometric = photometric_error(frame1, frame2, forward, mask)
+    return PairScores(float(mask.mean()), photometric, mean_magnitude(forward)), mask
+
+
+def flag_pairs(scores):
+    """[bool] per pair of one video: the flagging rule of the module's docstring. NaN scores never
+    flag by themselves and are left out of the medians."""
+    consistent = np.array([s.consistent for s in scores], np.float64)
+    photometric = np.array([s.photometric for s in scores], np.float64)
+    flags = np.zeros(len(scores), bool)
+    if np.isfinite(consistent).any():
+        flags |= consistent < CONSISTENT_DROP * np.nanmedian(consistent)
+    if np.isfinite(photometric).any():
+        limit = PHOTOMETRIC_RISE * np.nanmedian(photometric) + PHOTOMETRIC_FLOOR
+        with np.errstate(invalid="ignore"):
+            flags |= photometric > limit
+    return flags.tolist()
+
+
+def occlusion_png(mask):
+    """The 8-bit picture of a consistency mask: 255 consistent, 0 occluded or wrong."""
+    return np.where(mask, CONSISTENT, 0).astype(np.uint8)
+
+
+def describe(scores):
+    """One line of a pair's scores."""
+    return (f"consistent {scores.consistent:.4f}, photometric error {scores.photometric:.3f} "
+            f"(grey levels), mean |flow| {scores.magnitude:.3f} px")
+
+
+def read_for_quality(path):
+    """A flow file through the toolkit's one reader; pixels it marks invalid become NaN (inconsistent)."""
+    from ..data.flow_formats import read_flow
+    flow, valid = read_flow(path)
+    return flow if valid is None else np.where(valid[..., None], flow, np.nan).astype(np.float32)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Score a flow without ground truth: forward-backward "
+                                "consistency, photometric error and mean magnitude.")
+    p.add_argument("--forward", required=True, help="flow from frame 1 to frame 2 (.flo, KITTI .png, .npy, jpg)")
+    p.add_argument("--backward", required=True, help="flow from frame 2 to frame 1, same size")
+    p.add_argument("--frames", nargs=2, metavar=("I1", "I2"), help="the two frames: adds the photometric error")
+    p.add_argument("--mask", help="write the consistency mask here (8-bit PNG, 255 = consistent)")
+    p.add_argument("--alpha1", type=float, default=ALPHA1)
+    p.add_argument("--alpha2", type=float, default=ALPHA2)
+    args = p.parse_args(argv)
+    from ..data.sintel import read_rgb
+    forward, backward = read_for_quality(args.forward), read_for_quality(args.backward)
+    if forward.shape != backward.shape:
+        raise Flownet2Error(f"{args.backward}: {backward.shape[0]}x{backward.shape[1]}, but the forward flow "
+                            f"{args.forward} is {forward.shape[0]}x{forward.shape[1]}")
+    frames = [read_rgb(f) for f in args.frames] if args.frames else [None, None]
+    for path, frame in zip(args.frames or (), frames):
+        if frame.shape[:2] != forward.shape[:2]:
+            raise Flownet2Error(f"{path}: {frame.shape[0]}x{frame.shape[1]}, but the flow is "
+                                f"{forward.shape[0]}x{forward.shape[1]}")
+    scores, mask = score_pair(forward, backward, *frames, alpha1=args.alpha1, alpha2=args.alpha2)
+    print(describe(scores))
+    if args.mask:
+        save_png(args.mask, occlusion_png(mask))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,157 @@
+"""Flow checked without ground truth (flownet2.score.quality), against references built here: a slow
+per-pixel bilinear loop, a 4x4 case worked out by hand, and synthetic scenes whose forward and
+backward flows and occluded pixels are known exactly."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flownet2.data.flo import write_flo
+from flownet2.data.synthetic import moving_object_sequence
+from flownet2.score import quality
+from flownet2.score.quality import PairScores
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def slow_sample(values, flow):
+    """Bilinear sampling by its definition, one pixel at a time in Python floats."""
+    h, w = flow.shape[:2]
+    out = np.zeros(values.shape, np.float64)
+    inside = np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            px, py = x + float(flow[y, x, 0]), y + float(flow[y, x, 1])
+            if not (0 <= px <= w - 1 and 0 <= py <= h - 1):
+                continue
+            inside[y, x] = True
+            x0, y0 = math.floor(px), math.floor(py)
+            ax, ay = px - x0, py - y0
+            for yy, wy in ((y0, 1 - ay), (y0 + 1, ay)):
+                for xx, wx in ((x0, 1 - ax), (x0 + 1, ax)):
+                    if wx * wy:
+                        out[y, x] += wx * wy * values[yy, xx]
+    return out, inside
+
+
+def test_sample_matches_the_definition():
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 255, (5, 7, 3))
+    flow = rng.uniform(-3, 3, (5, 7, 2)).astype(np.float32)
+    flow[::2, ::3] = np.round(flow[::2, ::3])  # whole-pixel steps, some onto the last row/column
+    flow[4, 6] = (0, 0)  # the corner itself
+    got, inside = quality.sample(values, flow)
+    want, want_inside = slow_sample(values, flow)
+    assert inside.tolist() == want_inside.tolist()
+    assert 0 < inside.sum() < inside.size  # both kinds of lookup occur
+    np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_hand_computed_4x4():
+    # every pixel moves one to the right, and comes back, except where noted
+    forward = np.tile(np.array([1.0, 0.0], np.float32), (4, 4, 1))
+    backward = -forward
+    backward[0, 1] = (-1, 0.8)  # (0,0) reads it: d = (0, 0.8), 0.64 >= 0.01 * (1 + 1.64) + 0.5 = 0.5264
+    forward[1, 3] = (-3, 0)  # reads (1,0) ...
+    backward[1, 0] = (3, 0)  # ... which brings it back exactly: d = 0
+    forward[2, 0] = (0.5, 0)  # reads halfway between (2,0) and (2,1):
+    backward[2, 1] = (0, 0)  # (-1 + 0) / 2 = -0.5, so d = 0
+    forward[3, 1] = (1, 0.5)  # its target row 3.5 lies below the picture: outside
+    forward[3, 0] = (3, 0)  # reads (3,3) on the last column, inside ...
+    backward[3, 3] = (-3, 0.75)  # d = (0, 0.75): 0.5625 < 0.01 * (9 + 9.5625) + 0.5 = 0.685625
+    # (3,2) reads (3,3) too: d = (-2, 0.75), 4.5625 >= 0.01 * (1 + 9.5625) + 0.5 = 0.605625
+    # column 3 moves out of the picture (x = 4), except (1,3)
+    want = [[0, 1, 1, 0],
+            [1, 1, 1, 1],
+            [1, 1, 1, 0],
+            [1, 0, 0, 0]]
+    assert quality.consistency(forward, backward).astype(int).tolist() == want
+
+
+def test_true_flows_mark_the_occluded_region():
+    for seed in (0, 1):
+        scene = moving_object_sequence(pairs=2, height=96, width=160, seed=seed)
+        for forward, backward, occluded in zip(scene["forward"], scene["backward"], scene["occluded"]):
+            inconsistent = ~quality.consistency(forward, backward)
+            iou = (inconsistent & occluded).sum() / (inconsistent | occluded).sum()
+            assert iou >= 0.9, (seed, iou)
+            # what is left over: a 1 px band where a lookup mixes the object's and the background's motion
+            assert inconsistent[~occluded].mean() < 0.01
+
+
+def test_a_wrong_region_is_marked():
+    scene = moving_object_sequence(pairs=1, height=96, width=160, seed=0)
+    forward, backward = scene["forward"][0], scene["backward"][0]
+    wrong = forward.copy()
+    region = (slice(8, 28), slice(10, 40))
+    wrong[region] += np.array([4.0, -3.0], np.float32)
+    true_mask, wrong_mask = quality.consistency(forward, backward), quality.consistency(wrong, backward)
+    assert true_mask[region].mean() > 0.9  # consistent before ...
+    assert wrong_mask[region].mean() < 0.05  # ... and marked once wrong
+    outside = np.ones(forward.shape[:2], bool)
+    outside[region] = False
+    assert (wrong_mask[outside] == true_mask[outside]).all()
+
+
+def test_photometric_error_small_for_true_flow_large_for_wrong():
+    scene = moving_object_sequence(pairs=1, height=96, width=160, seed=0)
+    (f1, f2), forward, backward = scene["frames"], scene["forward"][0], scene["backward"][0]
+    mask = quality.consistency(forward, backward)
+    true_error = quality.photometric_error(f1, f2, forward, mask)
+    wrong_error = quality.photometric_error(f1, f2, forward + np.float32(2.0), mask)
+    # the true flow leaves only uint8 rounding and bilinear interpolation of 6 px fine texture
+    assert true_error < 3.5
+    assert wrong_error > 5 * true_error
+    # a frame against itself with zero flow: exactly 0
+    zero = np.zeros_like(forward)
+    assert quality.photometric_error(f1, f1, zero, np.ones(zero.shape[:2], bool)) == 0.0
+    assert math.isnan(quality.photometric_error(f1, f2, forward, np.zeros(zero.shape[:2], bool)))
+
+
+def test_mean_magnitude():
+    flow = np.zeros((2, 2, 2), np.float32)
+    flow[0, 0] = (3, 4)  # 5 px
+    flow[1, 1] = (np.nan, 0)  # left out
+    assert quality.mean_magnitude(flow) == pytest.approx(5 / 3)
+
+
+def scores(consistent, photometric):
+    return [PairScores(c, p, 1.0) for c, p in zip(consistent, photometric)]
+
+
+def test_flagging_rule():
+    # median consistent 0.9: under 0.45 flags; median photometric 3: over 2 * 3 + 2 = 8 flags
+    got = quality.flag_pairs(scores([0.9, 0.92, 0.3, 0.88, 0.91, 0.5], [3, 2.5, 3.1, 8.5, 3, 7.9]))
+    assert got == [False, False, True, True, False, False]
+    # a near-perfect video: median 0.2, limit 2.4; 2.3 is noise, not a cut
+    assert quality.flag_pairs(scores([0.95] * 4, [0.1, 0.2, 2.3, 0.2])) == [False] * 4
+    # no frames (photometric unknown): consistency alone; one pair cannot be below its own median
+    assert quality.flag_pairs(scores([0.9, 0.1, 0.9], [math.nan] * 3)) == [False, True, False]
+    assert quality.flag_pairs(scores([0.1], [50.0])) == [False]
+
+
+def test_cli_on_files(tmp_path):
+    scene = moving_object_sequence(pairs=1, height=96, width=160, seed=1)
+    write_flo(tmp_path / "f.flo", scene["forward"][0])
+    write_flo(tmp_path / "b.flo", scene["backward"][0])
+    for n, frame in enumerate(scene["frames"]):
+        Image.fromarray(frame).save(tmp_path / f"{n}.png")
+    run = subprocess.run([sys.executable, "-m", "flownet2.score.quality", "--forward", "f.flo", "--backward",
+                          "b.flo", "--frames", "0.png", "1.png", "--mask", "occ.png"],
+                         cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    mask = np.asarray(Image.open(tmp_path / "occ.png"))
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    occluded = scene["occluded"][0]
+    iou = ((mask == 0) & occluded).sum() / ((mask == 0) | occluded).sum()
+    assert iou >= 0.9
+    assert f"consistent {(mask == 255).mean():.4f}" in run.stdout
+    write_flo(tmp_path / "small.flo", scene["forward"][0][:64])
+    bad = subprocess.run([sys.executable, "-m", "flownet2.score.quality", "--forward", "f.flo", "--backward",
+                          "small.flo"], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(REPO)})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "small.flo" in bad.stderr
