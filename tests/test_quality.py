@@ -1,16 +1,22 @@
 """Flow checked without ground truth (flownet2.score.quality), against references built here: a slow
 per-pixel bilinear loop, a 4x4 case worked out by hand, and synthetic scenes whose forward and
 backward flows and occluded pixels are known exactly."""
+import csv
 import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from sintel_mini import MINI, needs_mini
+from test_predict import run_cli
 
 from flownet2.data.flo import write_flo
+from flownet2.data.flow_formats import read_flow
 from flownet2.data.synthetic import moving_object_sequence
 from flownet2.score import quality
 from flownet2.score.quality import PairScores
@@ -155,3 +161,84 @@ def test_cli_on_files(tmp_path):
                           "small.flo"], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(REPO)})
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "small.flo" in bad.stderr
+
+
+# ------------------------------------------------ end to end: Flownet2_predict.py --quality on a cut
+
+H, W, STEP, REACH = 64, 128, 2, 4  # frames, the content's step per frame (px), the model's search range
+
+
+def block_matching_model(path, batch=1):
+    """An ONNX model that measures flow: u(x) = the d in -REACH..REACH minimising the 7x7 mean of
+    sum_c |x1(x) - x2(x + d)| (x2 edge-padded), v = 0. On content moving by a whole-pixel step it gives
+    that step forward and its negative backward; across a cut, whatever matches best."""
+    inits, nodes, costs = [], [], []
+
+    def const(name, value, dtype=np.int64):
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    nodes.append(helper.make_node("Pad", ["x2", const("pads", [0, 0, 0, REACH, 0, 0, 0, REACH])], ["x2p"],
+                                  mode="edge"))
+    for k, d in enumerate(range(-REACH, REACH + 1)):
+        window = [const(f"start{k}", [REACH + d]), const(f"end{k}", [REACH + d + W]), const(f"axis{k}", [3])]
+        nodes += [helper.make_node("Slice", ["x2p"] + window, [f"moved{k}"]),
+                  helper.make_node("Sub", ["x1", f"moved{k}"], [f"diff{k}"]),
+                  helper.make_node("Abs", [f"diff{k}"], [f"abs{k}"]),
+                  helper.make_node("ReduceSum", [f"abs{k}", const(f"c{k}", [1])], [f"sum{k}"], keepdims=1),
+                  helper.make_node("AveragePool", [f"sum{k}"], [f"cost{k}"], kernel_shape=[7, 7], pads=[3] * 4)]
+        costs.append(f"cost{k}")
+    nodes += [helper.make_node("Concat", costs, ["costs"], axis=1),
+              helper.make_node("ArgMin", ["costs"], ["best"], axis=1, keepdims=1),
+              helper.make_node("Cast", ["best"], ["index"], to=TensorProto.FLOAT),
+              helper.make_node("Sub", ["index", const("reach", REACH, np.float32)], ["u"]),
+              helper.make_node("Mul", ["u", const("zero", 0, np.float32)], ["v"]),
+              helper.make_node("Concat", ["u", "v"], ["flow"], axis=1)]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, c, H, W])
+          for n, c in (("x1", 3), ("x2", 3), ("flow", 2))]
+    graph = helper.make_graph(nodes, "block_matching", io[:2], io[2:], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return str(path)
+
+
+def cut_sequence():
+    """Seven frames: a real Sintel frame moving left by STEP px per frame, with one frame of another
+    scene spliced in after the third. Pairs 2 and 3 (0-based) cross the cut."""
+    clean = Path(MINI) / "training" / "clean"
+    base = np.asarray(Image.open(clean / "alley_1" / "frame_0001.png").convert("RGB"))[200:200 + H, 300:]
+    other = np.asarray(Image.open(clean / "market_5" / "frame_0002.png").convert("RGB"))[100:100 + H, 500:500 + W]
+    moving = [base[:, k * STEP:k * STEP + W] for k in range(6)]
+    return moving[:3] + [other] + moving[3:]
+
+
+def quality_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@needs_mini
+def test_a_cut_is_flagged_end_to_end(tmp_path, capsys):
+    frames = cut_sequence()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    names = [f"f{k}.png" for k in range(len(frames))]
+    for name, frame in zip(names, frames):
+        Image.fromarray(frame).save(folder / name)
+    model = block_matching_model(tmp_path / "bm.onnx")
+    code, out, err = run_cli(["--model", model, "--input", folder, "--output", tmp_path / "out", "--quality"],
+                             capsys)
+    assert code == 0, err
+    rows = quality_rows(tmp_path / "out" / "quality.csv")
+    assert [r["pair"] for r in rows] == [f"f{k}" for k in range(6)]
+    assert [r["flagged"] for r in rows] == ["0", "0", "1", "1", "0", "0"]
+    assert "2 of 6 pairs flagged: f2, f3" in out
+    # the flows themselves: -STEP forward, +STEP backward, away from the borders the content leaves
+    inner = (slice(None), slice(REACH + 4, W - REACH - 4))
+    forward = read_flow(tmp_path / "out" / "f0.flo")[0][inner]
+    backward = read_flow(tmp_path / "out" / "f0_bwd.flo")[0][inner]
+    assert (forward == (-STEP, 0)).all() and (backward == (STEP, 0)).all()
+    occ = np.asarray(Image.open(tmp_path / "out" / "f0_occ.png"))
+    # the last STEP columns move out of the picture: occluded; the inner part consistent
+    assert (occ[:, W - STEP:] == 0).all() and (occ[inner] == 255).all()
+    good = [r for r in rows if r["flagged"] == "0"]
+    assert all(float(r["photometric"]) == 0 and float(r["magnitude"]) == STEP for r in good)

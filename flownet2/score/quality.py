@@ -17,6 +17,7 @@
   keeps a nearly perfect video from flagging its own noise). A shot cut or a black frame does both.
 """
 import argparse
+import csv
 import dataclasses
 import math
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..cli import run_main
 from ..errors import Flownet2Error
-from ..fileio import save_png
+from ..fileio import atomic_write, save_png
 
 ALPHA1 = 0.01
 ALPHA2 = 0.5  # px^2
@@ -124,14 +125,69 @@ def flag_pairs(scores):
     flag by themselves and are left out of the medians."""
     consistent = np.array([s.consistent for s in scores], np.float64)
     photometric = np.array([s.photometric for s in scores], np.float64)
-    flags = np.zeros(len(scores), bool)
-    if np.isfinite(consistent).any():
-        flags |= consistent < CONSISTENT_DROP * np.nanmedian(consistent)
-    if np.isfinite(photometric).any():
-        limit = PHOTOMETRIC_RISE * np.nanmedian(photometric) + PHOTOMETRIC_FLOOR
-        with np.errstate(invalid="ignore"):
-            flags |= photometric > limit
-    return flags.tolist()
+    with np.errstate(invalid="ignore"):  # NaN compares False: no flag
+        low = consistent < CONSISTENT_DROP * _nanmedian(consistent)
+        high = photometric > PHOTOMETRIC_RISE * _nanmedian(photometric) + PHOTOMETRIC_FLOOR
+    return (low | high).tolist()
+
+
+def video_summary(names, scores):
+    """What a video's quality comes to: its pairs, the flagged ones, medians and the mean magnitude."""
+    return {"pairs": len(scores), "flagged": [n for n, f in zip(names, flag_pairs(scores)) if f],
+            "median_consistent": _nanmedian([s.consistent for s in scores]),
+            "median_photometric": _nanmedian([s.photometric for s in scores]),
+            "mean_magnitude": _nanmean([s.magnitude for s in scores])}
+
+
+def _nanmedian(values):
+    values = np.asarray(values, np.float64)
+    return float(np.nanmedian(values)) if np.isfinite(values).any() else math.nan
+
+
+def _nanmean(values):
+    values = np.asarray(values, np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+def write_video_table(path, names, scores):
+    """quality.csv of one video: a row per pair (pair, consistent, photometric, magnitude, flagged 0/1);
+    returns video_summary()."""
+    flags = flag_pairs(scores)
+    rows = [[name, _number(s.consistent), _number(s.photometric), _number(s.magnitude), int(f)]
+            for name, s, f in zip(names, scores, flags)]
+    _write_csv(path, PAIR_COLUMNS, rows)
+    return video_summary(names, scores)
+
+
+def write_collection_table(path, summaries):
+    """quality.csv of a collection: a row per video from {video: video_summary()}."""
+    rows = [[video, s["pairs"], len(s["flagged"]), _number(s["median_consistent"]),
+             _number(s["median_photometric"]), _number(s["mean_magnitude"])] for video, s in summaries.items()]
+    _write_csv(path, VIDEO_COLUMNS, rows)
+
+
+PAIR_COLUMNS = ("pair", "consistent", "photometric", "magnitude", "flagged")
+VIDEO_COLUMNS = ("video", "pairs", "flagged", "median_consistent", "median_photometric", "mean_magnitude")
+
+
+def _number(value):
+    return "nan" if value is None or math.isnan(value) else f"{value:.6g}"
+
+
+def _write_csv(path, columns, rows):
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def summary_line(summary):
+    """One line of a video's quality for a run's summary."""
+    flagged = summary["flagged"]
+    names = f": {', '.join(flagged)}" if flagged else ""
+    return (f"quality: {len(flagged)} of {summary['pairs']} pairs flagged{names} (median consistent "
+            f"{summary['median_consistent']:.3f}, median photometric error {summary['median_photometric']:.2f} "
+            f"grey levels, mean |flow| {summary['mean_magnitude']:.2f} px)")
 
 
 def occlusion_png(mask):
