@@ -21,6 +21,7 @@ from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
 from flownet2.runtime import collection, predict
 from flownet2.runtime.sessions import open_model
+from flownet2.score import quality
 from flownet2.sizes import model_size
 
 
@@ -59,6 +60,16 @@ def parse_args(argv):
     p.add_argument("--fps", type=Fraction, help="frame rate of --video (default: the source's, else 24)")
     p.add_argument("--flow-radius", type=float, metavar="PX",
                    help="flow magnitude at the colour wheel's rim (default: the first pair's largest)")
+    p.add_argument("--backward", action="store_true", help="also the flow from each pair's second frame to "
+                   "its first: <pair>_bwd.flo (jpg: bwd_flow_x_N.jpg); the model runs twice per pair")
+    p.add_argument("--occlusion", action="store_true", help="a mask per pair from forward-backward "
+                   "consistency: <pair>_occ.png, 255 = consistent (runs the backward pass)")
+    p.add_argument("--quality", action="store_true", help="scores per pair without ground truth (consistent "
+                   "fraction, photometric error, mean magnitude) in quality.csv, suspect pairs flagged")
+    p.add_argument("--occ-alpha1", type=float, default=quality.ALPHA1, metavar="A1",
+                   help="consistency rule: |wf + wb|^2 < A1 (|wf|^2 + |wb|^2) + A2 (default 0.01)")
+    p.add_argument("--occ-alpha2", type=float, default=quality.ALPHA2, metavar="A2",
+                   help="consistency rule's constant term, px^2 (default 0.5)")
     p.add_argument("--gt", metavar="DIR", help="ground truth of the same names (.flo, KITTI .png, .npy; or "
                    "flow_x_N.jpg by number): EPE per pair")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (a collection: redo every video)")
@@ -72,6 +83,8 @@ def parse_args(argv):
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
     if args.workers is not None and args.workers < 1:
         p.error(f"--workers must be at least 1, got {args.workers}")
+    if not (args.occ_alpha1 >= 0 and args.occ_alpha2 >= 0):
+        p.error(f"--occ-alpha1 and --occ-alpha2 must be 0 or more, got {args.occ_alpha1}, {args.occ_alpha2}")
     return args
 
 
@@ -86,8 +99,9 @@ def main(argv=None):
                                 f"{args.input[0]} is a single source")
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     source = frames.open_source(args.input)
+    checks = predict.Checks(args.backward, args.occlusion, args.quality, args.occ_alpha1, args.occ_alpha2)
     predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
-                            force=args.force, fmt=fmt, rgb=args.rgb)
+                            force=args.force, fmt=fmt, rgb=args.rgb, checks=checks)
     session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=args.precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
@@ -100,7 +114,7 @@ def main(argv=None):
           f"{session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
     result = predict.predict(session, source, output=args.output, size_mode=args.size_mode, png=args.png,
                              video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps,
-                             fmt=fmt, rgb=args.rgb)
+                             fmt=fmt, rgb=args.rgb, checks=checks)
     report(args, result, session.label)
     return 0
 
@@ -146,14 +160,20 @@ def report(args, result, label):
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
         print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
-    wrote = [f"{result.pairs} .{args.format}" + (" + .png" if args.png else "") + f" in {os.path.abspath(args.output)}"]
+    extra = [what for flag, what in (("backward", "backward ."), ("occlusion", "_occ.png "), ("png", ".png "))
+             if getattr(args, flag)]
+    extra = "".join(f" + {w}{args.format if w.endswith('.') else ''}".rstrip() for w in extra)
+    wrote = [f"{result.pairs} .{args.format}{extra} in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")
     if result.radius is not None:
         wrote.append(f"colour wheel rim = {result.radius:.3g} px")
     print("wrote " + "; ".join(wrote))
+    if result.quality is not None:
+        print(quality.summary_line(result.quality))
     model_rate = result.pairs / (result.model_ms / 1000) if result.model_ms else float("nan")
-    print(f"{result.pairs / result.seconds:.2f} pairs/s end to end, {model_rate:.2f} pairs/s in the model")
+    runs = " (2 model runs per pair: forward and backward)" if args.backward or args.occlusion or args.quality else ""
+    print(f"{result.pairs / result.seconds:.2f} pairs/s end to end, {model_rate:.2f} pairs/s in the model{runs}")
 
 
 if __name__ == "__main__":

@@ -225,8 +225,8 @@ def test_a_cut_is_flagged_end_to_end(tmp_path, capsys):
     for name, frame in zip(names, frames):
         Image.fromarray(frame).save(folder / name)
     model = block_matching_model(tmp_path / "bm.onnx")
-    code, out, err = run_cli(["--model", model, "--input", folder, "--output", tmp_path / "out", "--quality"],
-                             capsys)
+    code, out, err = run_cli(["--model", model, "--input", folder, "--output", tmp_path / "out", "--quality",
+                              "--backward", "--occlusion"], capsys)
     assert code == 0, err
     rows = quality_rows(tmp_path / "out" / "quality.csv")
     assert [r["pair"] for r in rows] == [f"f{k}" for k in range(6)]
@@ -238,7 +238,7 @@ def test_a_cut_is_flagged_end_to_end(tmp_path, capsys):
     backward = read_flow(tmp_path / "out" / "f0_bwd.flo")[0][inner]
     assert (forward == (-STEP, 0)).all() and (backward == (STEP, 0)).all()
     occ = np.asarray(Image.open(tmp_path / "out" / "f0_occ.png"))
-    # the last STEP columns move out of the picture: occluded; the inner part consistent
-    assert (occ[:, W - STEP:] == 0).all() and (occ[inner] == 255).all()
+    # the content moves left: the first STEP columns leave the picture (occluded); the inner part consistent
+    assert (occ[:, :STEP] == 0).all() and (occ[inner] == 255).all()
     good = [r for r in rows if r["flagged"] == "0"]
     assert all(float(r["photometric"]) == 0 and float(r["magnitude"]) == STEP for r in good)

@@ -17,10 +17,11 @@ from tqdm import tqdm
 
 from ..data import frames, sintel
 from ..data.flo import UNKNOWN_THRESHOLD
-from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
+from ..data.flow_formats import OCCLUSION_SUFFIX, OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
 from ..fileio import save_png
-from ..score import metrics, visualize
+from ..score import metrics, quality, visualize
+from ..score.quality import ALPHA1, ALPHA2
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
@@ -34,10 +35,37 @@ class Result:
     model_ms: float = 0.0  # time spent in session.run
     radius: float | None = None  # the colour wheel's radius used for every picture
     rows: list = field(default_factory=list)  # [{"name", "epe"}] per pair with ground truth
+    scores: list = field(default_factory=list)  # [(pair name, quality.PairScores)] with quality
+    quality: dict | None = None  # quality.video_summary() of the source, with quality
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Flow checked without ground truth: which outputs, and the consistency rule's constants.
+    Any of them runs the model a second time per pair, on the frames swapped (the backward flow)."""
+
+    backward: bool = False  # write the backward flow files
+    occlusion: bool = False  # write <pair>_occ.png (255 = consistent)
+    quality: bool = False  # scores per pair, quality.csv
+    alpha1: float = ALPHA1
+    alpha2: float = ALPHA2
+
+    @property
+    def any(self):
+        return self.backward or self.occlusion or self.quality
 
 
 def picture_path(source, output, i):
     return os.path.join(output, source.pair_name(i) + ".png")
+
+
+def occlusion_path(source, output, i):
+    return os.path.join(output, source.pair_name(i) + OCCLUSION_SUFFIX + ".png")
+
+
+def quality_path(source, output):
+    """quality.csv beside the flow: in a video's folder, else in the output folder."""
+    return os.path.join(video_folder(source, output) if source.kind == "video" else output, "quality.csv")
 
 
 def gt_path(source, gt_dir, i, fmt=None):
@@ -69,7 +97,8 @@ def check_pictures(png, fmt):
                             "choose one, or another format")
 
 
-def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
+def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False,
+                    checks=Checks()):
     """Refuse, before any work, outputs that exist (unless `force`) and ground truth that does not.
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
@@ -91,7 +120,11 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
             name = source.pair_name(i)
             paths = [os.path.join(output, f) for f in fmt.files(name, i)] + [picture_path(source, output, i)]
             paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if rgb]
+            paths += [os.path.join(output, f) for f in fmt.files(name, i, backward=True) if checks.backward]
+            paths += [occlusion_path(source, output, i)] if checks.occlusion else []
             existing += [p for p in dict.fromkeys(paths) if os.path.exists(p)]
+        if checks.quality and os.path.exists(quality_path(source, output)):
+            existing.append(quality_path(source, output))
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -104,7 +137,7 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
 
 
 def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
-    """Yield (first pair index, real pairs, x1, x2, first frames or None); a short last batch is
+    """Yield (first pair index, real pairs, x1, x2, [(frame, next frame)] or Nones); a short last batch is
     filled by repeating its last pair (a static model always takes `batch_size`).
     `on_frame(n, frame)` sees every frame as it is decoded."""
     shape = (batch_size, 3) + tuple(model_size)
@@ -121,7 +154,7 @@ def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None)
             a, b = sintel.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
-            kept.append(previous if keep_frames else None)
+            kept.append((previous, frame) if keep_frames else None)
             n += 1
             if slot == batch_size - 1:
                 yield n - batch_size, batch_size, x1, x2, kept
@@ -176,27 +209,41 @@ class _Stages:
 class _Writer:
     """Everything done with one pair's flow: the flow file(s), EPE, picture, video frame."""
 
-    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights):
-        self.source, self.padder, self.output, self.fmt = source, padder, output, fmt
+    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights,
+                 checks):
+        self.source, self.padder, self.output, self.fmt, self.checks = source, padder, output, fmt, checks
         self.weights = weights  # named on the pictures when they are stand-ins
         self.png, self.write_video, self.gt_dir = png, write_video, gt_dir
         self.result, self.bar = result, bar
         self.result.radius = radius
 
-    def pair(self, i, model_flow, frame):
+    def pair(self, i, model_flow, model_back, frames):
         flow = self.padder.unpad(model_flow).transpose(1, 2, 0)  # (h, w, 2) at the frame's size
         self.fmt.write(self.output, self.source.pair_name(i), i, flow)
+        if model_back is not None:
+            self._checks(i, flow, self.padder.unpad(model_back).transpose(1, 2, 0), frames)
         gt = self._gt(i, flow) if self.gt_dir else None
         if self.png or self.write_video:
             if self.result.radius is None:  # one radius for the whole sequence: the first pair's
                 self.result.radius = visualize.flow_radius(flow if gt is None else gt)
-            picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius, weights=self.weights)
+            picture = visualize.side_by_side(frames[0], flow, gt, radius=self.result.radius, weights=self.weights)
             if self.png:
                 save_png(picture_path(self.source, self.output, i), picture)
             if self.write_video:
                 self.write_video(picture)
         self.result.pairs += 1
         self.bar.update(1)
+
+    def _checks(self, i, flow, back, frames):
+        c, name = self.checks, self.source.pair_name(i)
+        if c.backward:
+            self.fmt.write(self.output, name, i, back, backward=True)
+        if c.occlusion or c.quality:
+            scores, mask = quality.score_pair(flow, back, *(frames if c.quality else (None, None)),
+                                              alpha1=c.alpha1, alpha2=c.alpha2)
+            if c.occlusion:
+                save_png(occlusion_path(self.source, self.output, i), quality.occlusion_png(mask))
+            self.result.scores.append((os.path.basename(name), scores))
 
     def _gt(self, i, flow):
         path = gt_path(self.source, self.gt_dir, i, self.fmt)
@@ -214,12 +261,13 @@ class _Writer:
 
 
 def predict(session, source, *, output, size_mode="resize", png=False, video=None, gt_dir=None,
-            radius=None, fps=None, progress=True, fmt=None, rgb=False):
+            radius=None, fps=None, progress=True, fmt=None, rgb=False, checks=Checks()):
     """Run every consecutive pair of `source` through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
     `sessions.open_model` gives. `fmt`: a FlowFormat (default .flo); `rgb`: every frame also as
-    mmaction2's img_N.jpg beside the flow. Call `prepare_outputs` first.
+    mmaction2's img_N.jpg beside the flow; `checks`: backward flow, occlusion masks, quality scores
+    (the model runs twice per pair). Call `prepare_outputs` first.
     """
     fmt = fmt or FlowFormat()
     padder = frames.check_size(source, session.size, size_mode)
@@ -230,10 +278,12 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
     t0 = time.perf_counter()
     with bar, _maybe_video(video, fps or source.fps) as write_video:
         writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
-                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None))
+                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None),
+                         checks=checks)
         name = source.pair_name(0)
         on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), frame)) if rgb else None
-        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
+        keep = png or bool(video) or checks.quality
+        batches = _batches(source, padder, session.batch_size, session.size, keep, on_frame)
 
         def read():
             for batch in batches:
@@ -243,9 +293,9 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
 
         def write():
             while (item := stages.get(to_writer)) is not _DONE:
-                (first, count, _, _, kept), flow = item
+                (first, count, _, _, kept), flow, back = item
                 for s in range(count):
-                    writer.pair(first + s, flow[s], kept[s])
+                    writer.pair(first + s, flow[s], None if back is None else back[s], kept[s])
 
         threads = [stages.thread(read), stages.thread(write)]
         try:
@@ -253,7 +303,11 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
                 x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
                 outputs, ms = session.run([x1, x2])
                 result.model_ms += ms
-                stages.put(to_writer, (batch, outputs[0]))
+                back = None
+                if checks.any:  # the pair the other way round; normalise_pair's mean covers both frames alike
+                    (back, *_), ms = session.run([x2, x1])
+                    result.model_ms += ms
+                stages.put(to_writer, (batch, outputs[0], back))
             stages.put(to_writer, _DONE)
         except BaseException as e:
             stages.fail(e)
@@ -262,6 +316,8 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         if stages.error is not None:
             raise stages.error
     result.seconds = time.perf_counter() - t0
+    if checks.quality:
+        result.quality = quality.write_video_table(quality_path(source, output), *zip(*result.scores))
     return result
 
 
