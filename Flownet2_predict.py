@@ -99,7 +99,7 @@ def main(argv=None):
                                 f"{args.input[0]} is a single source")
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     source = frames.open_source(args.input)
-    checks = predict.Checks(args.backward, args.occlusion, args.quality, args.occ_alpha1, args.occ_alpha2)
+    checks = checks_of(args)
     predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
                             force=args.force, fmt=fmt, rgb=args.rgb, checks=checks)
     session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
@@ -129,7 +129,7 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
-        force=args.force)
+        force=args.force, checks=checks_of(args))
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
     predict.check_pictures(args.png, settings.flow_format())
     spec = collection.parse_shard(args.shard) if args.shard else None
@@ -148,8 +148,16 @@ def run_collection(args, jobs, found):
                      accelerator=args.accelerator)
     else:
         collection.run_jobs(jobs, collection.Worker(settings), tally)
-    print("\n".join(tally.summary()))
+    summary = tally.summary()
+    if args.quality:
+        path, flagged, videos = collection.write_quality_table(jobs, settings.output, spec)
+        summary.append(f"quality: {flagged} of {videos} finished video(s) have flagged pairs; a row per video: {path}")
+    print("\n".join(summary))
     return 1 if tally.failures else 0
+
+
+def checks_of(args):
+    return predict.Checks(args.backward, args.occlusion, args.quality, args.occ_alpha1, args.occ_alpha2)
 
 
 def report(args, result, label):

@@ -242,3 +242,42 @@ def test_a_cut_is_flagged_end_to_end(tmp_path, capsys):
     assert (occ[:, :STEP] == 0).all() and (occ[inner] == 255).all()
     good = [r for r in rows if r["flagged"] == "0"]
     assert all(float(r["photometric"]) == 0 and float(r["magnitude"]) == STEP for r in good)
+
+
+@needs_mini
+def test_a_collection_gets_a_table_per_video_and_one_at_the_top_and_resumes(tmp_path, capsys):
+    from test_predict import encode_video
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    cut = cut_sequence()
+    encode_video(videos / "cut.mkv", cut, codec="ffv1")  # lossless: the frames come back exactly
+    encode_video(videos / "smooth.mkv", cut[:3] + cut[4:], codec="ffv1")
+    model = block_matching_model(tmp_path / "bm.onnx")
+    argv = ["--model", model, "--input", videos, "--output", tmp_path / "out", "--format", "jpg"]
+    checks = ["--quality", "--occlusion", "--backward"]
+    code, out, err = run_cli(argv + checks, capsys)
+    assert code == 0, err
+    assert [r["flagged"] for r in quality_rows(tmp_path / "out" / "cut" / "quality.csv")] == \
+        ["0", "0", "1", "1", "0", "0"]
+    assert [r["flagged"] for r in quality_rows(tmp_path / "out" / "smooth" / "quality.csv")] == ["0"] * 5
+    top = {r["video"]: r for r in quality_rows(tmp_path / "out" / "quality.csv")}
+    assert (top["cut"]["pairs"], top["cut"]["flagged"], top["smooth"]["pairs"], top["smooth"]["flagged"]) == \
+        ("6", "2", "5", "0")
+    assert "quality: 1 of 2 finished video(s) have flagged pairs" in out
+    files = sorted(p.name for p in (tmp_path / "out" / "smooth").iterdir())
+    assert files == sorted([".flownet2_done.json", "quality.csv"] + [
+        f"{prefix}flow_{a}_{i:05d}.jpg" for prefix in ("", "bwd_") for a in "xy" for i in range(1, 6)] + [
+        f"frame_{i:04d}_occ.png" for i in range(1, 6)])
+    backward = read_flow(tmp_path / "out" / "smooth" / "bwd_flow_x_00001.jpg")[0]
+    assert np.abs(backward[:, REACH + 4:W - REACH - 4] - (STEP, 0)).max() < 0.2  # jpg: 40/255 px steps
+    # the same command again: both skipped, the table still has both
+    code, out, _ = run_cli(argv + checks, capsys)
+    assert code == 0 and "2 skipped" in out
+    assert len(quality_rows(tmp_path / "out" / "quality.csv")) == 2
+    # other settings into the same folder: refused; forced, the checks' files go
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "quality True (now None)" in err
+    code, out, _ = run_cli(argv + ["--force"], capsys)
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "smooth").iterdir()) == sorted(
+        [".flownet2_done.json"] + [f"flow_{a}_{i:05d}.jpg" for a in "xy" for i in range(1, 6)])

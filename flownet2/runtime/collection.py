@@ -23,6 +23,7 @@ from ..data import frames
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
+from ..score import quality
 from ..sizes import model_size
 from . import predict
 
@@ -60,13 +61,17 @@ class Settings:
     precision: str = "fp32"
     device: int = 0
     force: bool = False
+    checks: predict.Checks = predict.Checks()
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
-        return {k: getattr(self, k) for k in ("format", "bound", "start_index", "rgb", "png", "size_mode")}
+        record = {k: getattr(self, k) for k in ("format", "bound", "start_index", "rgb", "png", "size_mode")}
+        if self.checks.any:  # absent otherwise, as in folders written before these outputs existed
+            record |= {k: getattr(self.checks, k) for k in ("backward", "occlusion", "quality", "alpha1", "alpha2")}
+        return record
 
 
 @dataclass
@@ -160,7 +165,8 @@ def check_settings(settings):
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
         if old != record:
-            diff = ", ".join(f"{k} {old.get(k)!r} (now {v!r})" for k, v in record.items() if old.get(k) != v)
+            diff = ", ".join(f"{k} {old.get(k)!r} (now {record.get(k)!r})" for k in dict.fromkeys([*record, *old])
+                             if old.get(k) != record.get(k))
             raise Flownet2Error(f"{settings.output}: made with {diff}; use the same settings, another "
                                 "folder, or --force to redo every video")
     os.makedirs(settings.output, exist_ok=True)
@@ -230,7 +236,8 @@ class Worker:
                 _clear(folder, marker)
                 raise
             if failure is None:
-                record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record()}
+                record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
+                          **({"scores": result.quality} if result.quality is not None else {})}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
         if failure is not None:
             with contextlib.suppress(OSError):
@@ -247,7 +254,7 @@ class Worker:
         session = self.session(source)
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, size_mode=s.size_mode, png=s.png,
-                                 radius=s.radius, progress=False, fmt=self.fmt, rgb=s.rgb)
+                                 radius=s.radius, progress=False, fmt=self.fmt, rgb=s.rgb, checks=s.checks)
         return result, getattr(session, "label", None)
 
 
@@ -317,6 +324,24 @@ class Tally:
 
 def failed_list_path(output, shard_spec=None):
     return os.path.join(output, "failed.txt" if shard_spec is None else f"failed.shard-{shard_spec[0]}-of-{shard_spec[1]}.txt")
+
+
+def quality_table_path(output, shard_spec=None):
+    return os.path.join(output, "quality.csv" if shard_spec is None else
+                        f"quality.shard-{shard_spec[0]}-of-{shard_spec[1]}.csv")
+
+
+def write_quality_table(jobs, output, shard_spec=None):
+    """The collection's quality.csv, a row per finished video of `jobs` (this run's or an earlier
+    one's), from the scores in its marker; returns (its path, videos with a flagged pair, videos)."""
+    summaries = {}
+    for job in jobs:
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            with open(os.path.join(output, job.key, MARKER), encoding="utf-8") as f:
+                summaries[job.key] = json.load(f)["scores"]
+    path = quality_table_path(output, shard_spec)
+    quality.write_collection_table(path, summaries)
+    return path, sum(bool(s["flagged"]) for s in summaries.values()), len(summaries)
 
 
 def run_jobs(jobs, worker, tally):
