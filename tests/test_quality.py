@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from sintel_mini import MINI, needs_mini
-from test_predict import run_cli
+from test_predict import files_under, normalised, random_frames, run_cli, tiny_model, write_frames
 
 from flownet2.data.flo import write_flo
 from flownet2.data.flow_formats import read_flow
@@ -281,3 +281,32 @@ def test_a_collection_gets_a_table_per_video_and_one_at_the_top_and_resumes(tmp_
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "out" / "smooth").iterdir()) == sorted(
         [".flownet2_done.json"] + [f"flow_{a}_{i:05d}.jpg" for a in "xy" for i in range(1, 6)])
+
+
+def test_the_backward_run_sees_each_pair_swapped_in_every_format(tmp_path, capsys):
+    """3 pairs, batch 2 (a filler in the last batch), pad mode, an identity model (flow = channels 0, 1
+    of its first input): each backward flow is the SECOND frame normalised with its pair, cropped back."""
+    imgs = random_frames(4, 50, 70)
+    write_frames(tmp_path / "f", imgs)
+    model = tiny_model(tmp_path / "m.onnx", batch=2, size=(64, 96))
+    for fmt, tolerance in (("flo", 1e-6), ("npy", 2e-3), ("kitti", 1 / 128 + 1e-6)):
+        out_dir = tmp_path / fmt
+        code, out, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", out_dir,
+                                  "--size-mode", "pad", "--format", fmt, "--backward"], capsys)
+        assert code == 0, err
+        ext = {"flo": ".flo", "npy": ".npy", "kitti": ".png"}[fmt]
+        assert files_under(out_dir) == sorted(f"frame_{i:04d}{s}{ext}" for i in (1, 2, 3) for s in ("", "_bwd"))
+        for i in range(3):
+            expected = normalised(imgs[i + 1], imgs[i])[0][..., :2]
+            got = read_flow(out_dir / f"frame_{i + 1:04d}_bwd{ext}")[0]
+            np.testing.assert_allclose(got, expected, atol=tolerance)
+        assert "(2 model runs per pair: forward and backward)" in out
+    # --quality alone computes the backward flow but writes only its table
+    code, _, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "q",
+                            "--size-mode", "pad", "--quality"], capsys)
+    assert code == 0, err
+    assert files_under(tmp_path / "q") == ["frame_0001.flo", "frame_0002.flo", "frame_0003.flo", "quality.csv"]
+    # a second run with more outputs into the same folder: refused without --force
+    code, _, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "q",
+                            "--size-mode", "pad", "--quality", "--occlusion"], capsys)
+    assert code == 2 and "already exists" in err
