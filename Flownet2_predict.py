@@ -150,14 +150,15 @@ def run_collection(args, jobs, found):
         collection.run_jobs(jobs, collection.Worker(settings), tally)
     summary = tally.summary()
     if args.quality:
-        path, flagged, videos = collection.write_quality_table(jobs, settings.output, spec)
+        path, flagged, videos = collection.write_quality_table(jobs, settings.output, shard_spec=spec)
         summary.append(f"quality: {flagged} of {videos} finished video(s) have flagged pairs; a row per video: {path}")
     print("\n".join(summary))
     return 1 if tally.failures else 0
 
 
 def checks_of(args):
-    return predict.Checks(args.backward, args.occlusion, args.quality, args.occ_alpha1, args.occ_alpha2)
+    return predict.Checks(backward=args.backward, occlusion=args.occlusion, quality=args.quality,
+                          alpha1=args.occ_alpha1, alpha2=args.occ_alpha2)
 
 
 def report(args, result, label):

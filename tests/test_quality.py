@@ -107,15 +107,15 @@ def test_photometric_error_small_for_true_flow_large_for_wrong():
     scene = moving_object_sequence(pairs=1, height=96, width=160, seed=0)
     (f1, f2), forward, backward = scene["frames"], scene["forward"][0], scene["backward"][0]
     mask = quality.consistency(forward, backward)
-    true_error = quality.photometric_error(f1, f2, forward, mask)
-    wrong_error = quality.photometric_error(f1, f2, forward + np.float32(2.0), mask)
+    true_error = quality.photometric_error(f1, f2, flow=forward, mask=mask)
+    wrong_error = quality.photometric_error(f1, f2, flow=forward + np.float32(2.0), mask=mask)
     # the true flow leaves only uint8 rounding and bilinear interpolation of 6 px fine texture
     assert true_error < 3.5
     assert wrong_error > 5 * true_error
     # a frame against itself with zero flow: exactly 0
     zero = np.zeros_like(forward)
-    assert quality.photometric_error(f1, f1, zero, np.ones(zero.shape[:2], bool)) == 0.0
-    assert math.isnan(quality.photometric_error(f1, f2, forward, np.zeros(zero.shape[:2], bool)))
+    assert quality.photometric_error(f1, f1, flow=zero, mask=np.ones(zero.shape[:2], bool)) == 0.0
+    assert math.isnan(quality.photometric_error(f1, f2, flow=forward, mask=np.zeros(zero.shape[:2], bool)))
 
 
 def test_mean_magnitude():

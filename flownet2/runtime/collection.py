@@ -331,7 +331,7 @@ def quality_table_path(output, shard_spec=None):
                         f"quality.shard-{shard_spec[0]}-of-{shard_spec[1]}.csv")
 
 
-def write_quality_table(jobs, output, shard_spec=None):
+def write_quality_table(jobs, output, *, shard_spec=None):
     """The collection's quality.csv, a row per finished video of `jobs` (this run's or an earlier
     one's), from the scores in its marker; returns (its path, videos with a flagged pair, videos)."""
     summaries = {}

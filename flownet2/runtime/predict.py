@@ -239,7 +239,7 @@ class _Writer:
         if c.backward:
             self.fmt.write(self.output, name, i, back, backward=True)
         if c.occlusion or c.quality:
-            scores, mask = quality.score_pair(flow, back, *(frames if c.quality else (None, None)),
+            scores, mask = quality.score_pair(flow, back, frames=frames if c.quality else None,
                                               alpha1=c.alpha1, alpha2=c.alpha2)
             if c.occlusion:
                 save_png(occlusion_path(self.source, self.output, i), quality.occlusion_png(mask))
@@ -316,8 +316,9 @@ def predict(session, source, *, output, size_mode="resize", png=False, video=Non
         if stages.error is not None:
             raise stages.error
     result.seconds = time.perf_counter() - t0
-    if checks.quality:
-        result.quality = quality.write_video_table(quality_path(source, output), *zip(*result.scores))
+    if checks.quality and result.scores:
+        names, scores = zip(*result.scores)
+        result.quality = quality.write_video_table(quality_path(source, output), names=names, scores=scores)
     return result
 
 

@@ -24,6 +24,8 @@ import math
 import numpy as np
 
 from ..cli import run_main
+from ..data.flow_formats import read_flow
+from ..data.sintel import read_rgb
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, save_png
 
@@ -91,13 +93,13 @@ def consistency(forward, backward, *, alpha1=ALPHA1, alpha2=ALPHA2):
         return inside & (lhs < rhs)
 
 
-def photometric_error(frame1, frame2, forward, mask):
-    """Mean over `mask` and the channels of |frame1(x) - frame2(x + forward)| in grey levels; NaN if
+def photometric_error(frame1, frame2, *, flow, mask):
+    """Mean over `mask` and the channels of |frame1(x) - frame2(x + flow)| in grey levels; NaN if
     `mask` is empty. Frames (H, W, 3) in 0-255."""
-    if frame1.shape != frame2.shape or frame1.shape[:2] != forward.shape[:2]:
+    if frame1.shape != frame2.shape or frame1.shape[:2] != flow.shape[:2]:
         raise Flownet2Error(f"frames {frame1.shape} and {frame2.shape} do not match the "
-                            f"{forward.shape[0]}x{forward.shape[1]} flow")
-    warped, inside = sample(frame2, forward)
+                            f"{flow.shape[0]}x{flow.shape[1]} flow")
+    warped, inside = sample(frame2, flow)
     use = mask & inside
     if not use.any():
         return math.nan
@@ -111,12 +113,13 @@ def mean_magnitude(flow):
     return float(np.hypot(f[..., 0], f[..., 1])[finite].mean()) if finite.any() else math.nan
 
 
-def score_pair(forward, backward, frame1=None, frame2=None, *, alpha1=ALPHA1, alpha2=ALPHA2):
-    """(PairScores, consistent mask (H, W) bool) of one pair; the photometric error needs both frames."""
+def score_pair(forward, backward, *, frames=None, alpha1=ALPHA1, alpha2=ALPHA2):
+    """(PairScores, consistent mask (H, W) bool) of one pair; the photometric error needs `frames`,
+    the pair's two frames (H, W, 3)."""
     mask = consistency(forward, backward, alpha1=alpha1, alpha2=alpha2)
     photometric = math.nan
-    if frame1 is not None and frame2 is not None:
-        photometric = photometric_error(frame1, frame2, forward, mask)
+    if frames is not None:
+        photometric = photometric_error(*frames, flow=forward, mask=mask)
     return PairScores(float(mask.mean()), photometric, mean_magnitude(forward)), mask
 
 
@@ -149,7 +152,7 @@ def _nanmean(values):
     return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
-def write_video_table(path, names, scores):
+def write_video_table(path, *, names, scores):
     """quality.csv of one video: a row per pair (pair, consistent, photometric, magnitude, flagged 0/1);
     returns video_summary()."""
     flags = flag_pairs(scores)
@@ -203,7 +206,6 @@ def describe(scores):
 
 def read_for_quality(path):
     """A flow file through the toolkit's one reader; pixels it marks invalid become NaN (inconsistent)."""
-    from ..data.flow_formats import read_flow
     flow, valid = read_flow(path)
     return flow if valid is None else np.where(valid[..., None], flow, np.nan).astype(np.float32)
 
@@ -218,17 +220,16 @@ def main(argv=None):
     p.add_argument("--alpha1", type=float, default=ALPHA1)
     p.add_argument("--alpha2", type=float, default=ALPHA2)
     args = p.parse_args(argv)
-    from ..data.sintel import read_rgb
     forward, backward = read_for_quality(args.forward), read_for_quality(args.backward)
     if forward.shape != backward.shape:
         raise Flownet2Error(f"{args.backward}: {backward.shape[0]}x{backward.shape[1]}, but the forward flow "
                             f"{args.forward} is {forward.shape[0]}x{forward.shape[1]}")
-    frames = [read_rgb(f) for f in args.frames] if args.frames else [None, None]
-    for path, frame in zip(args.frames or (), frames):
+    frames = [read_rgb(f) for f in args.frames] if args.frames else None
+    for path, frame in zip(args.frames or (), frames or ()):
         if frame.shape[:2] != forward.shape[:2]:
             raise Flownet2Error(f"{path}: {frame.shape[0]}x{frame.shape[1]}, but the flow is "
                                 f"{forward.shape[0]}x{forward.shape[1]}")
-    scores, mask = score_pair(forward, backward, *frames, alpha1=args.alpha1, alpha2=args.alpha2)
+    scores, mask = score_pair(forward, backward, frames=frames, alpha1=args.alpha1, alpha2=args.alpha2)
     print(describe(scores))
     if args.mask:
         save_png(args.mask, occlusion_png(mask))
