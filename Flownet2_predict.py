@@ -16,10 +16,11 @@ import os
 from fractions import Fraction
 
 from flownet2.cli import run_main
-from flownet2.data import flow_formats, frames, sintel
+from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
 from flownet2.runtime import collection, predict
+from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
 from flownet2.score import quality
 from flownet2.sizes import model_size
@@ -51,7 +52,7 @@ def parse_args(argv):
                    "GPU or NPU of the cluster, else 1)")
     p.add_argument("--accelerator", choices=("gpu", "npu", "cpu"),
                    help="--ray: what each worker holds (default: gpu if the cluster has GPUs, else npu, else cpu)")
-    p.add_argument("--size-mode", choices=sintel.InputPadder.MODES, default="resize",
+    p.add_argument("--size-mode", choices=images.SIZE_MODES, default="resize",
                    help="how frames reach the model's size: bilinear resize (default, as the official Caffe "
                         "release; u, v rescaled back) or zero padding at the bottom/right")
     p.add_argument("--batch_size", type=int, help="pairs per model run (a static model: its own batch size)")
@@ -98,10 +99,10 @@ def main(argv=None):
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
                                 f"{args.input[0]} is a single source")
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
+    outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
+                      radius=args.flow_radius, **checks(args))
     source = frames.open_source(args.input)
-    checks = checks_of(args)
-    predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
-                            force=args.force, fmt=fmt, rgb=args.rgb, checks=checks)
+    predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=args.precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
@@ -112,10 +113,8 @@ def main(argv=None):
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
     print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}); model: {args.model} ({mh}x{mw}, batch "
           f"{session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
-    result = predict.predict(session, source, output=args.output, size_mode=args.size_mode, png=args.png,
-                             video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps,
-                             fmt=fmt, rgb=args.rgb, checks=checks)
-    report(args, result, session.label)
+    result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)
+    report(args, result, session.label, two_way=outputs.two_way)
     return 0
 
 
@@ -129,9 +128,9 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
-        force=args.force, checks=checks_of(args))
+        force=args.force, **checks(args))
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
-    predict.check_pictures(args.png, settings.flow_format())
+    predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
     if spec is not None:
         jobs = collection.shard(jobs, *spec)
@@ -156,12 +155,13 @@ def run_collection(args, jobs, found):
     return 1 if tally.failures else 0
 
 
-def checks_of(args):
-    return predict.Checks(backward=args.backward, occlusion=args.occlusion, quality=args.quality,
-                          alpha1=args.occ_alpha1, alpha2=args.occ_alpha2)
+def checks(args):
+    """The choices of flow checked without ground truth, as Outputs and collection.Settings take them."""
+    return {"backward": args.backward, "occlusion": args.occlusion, "quality": args.quality,
+            "occ_alpha1": args.occ_alpha1, "occ_alpha2": args.occ_alpha2}
 
 
-def report(args, result, label):
+def report(args, result, label, *, two_way=False):
     if args.gt:
         # a stand-in EPE must never be read without its warning, whichever line a reader greps
         banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(label) else []
@@ -169,10 +169,10 @@ def report(args, result, label):
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
         print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
-    extra = [what for flag, what in (("backward", "backward ."), ("occlusion", "_occ.png "), ("png", ".png "))
-             if getattr(args, flag)]
-    extra = "".join(f" + {w}{args.format if w.endswith('.') else ''}".rstrip() for w in extra)
-    wrote = [f"{result.pairs} .{args.format}{extra} in {os.path.abspath(args.output)}"]
+    kinds = [f".{args.format}"] + [what for flag, what in (("backward", f"backward .{args.format}"),
+                                                           ("occlusion", "_occ.png"), ("png", ".png"))
+                                   if getattr(args, flag)]
+    wrote = [f"{result.pairs} " + " + ".join(kinds) + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")
     if result.radius is not None:
@@ -181,7 +181,7 @@ def report(args, result, label):
     if result.quality is not None:
         print(quality.summary_line(result.quality))
     model_rate = result.pairs / (result.model_ms / 1000) if result.model_ms else float("nan")
-    runs = " (2 model runs per pair: forward and backward)" if args.backward or args.occlusion or args.quality else ""
+    runs = " (2 model runs per pair: forward and backward)" if two_way else ""
     print(f"{result.pairs / result.seconds:.2f} pairs/s end to end, {model_rate:.2f} pairs/s in the model{runs}")
 
 

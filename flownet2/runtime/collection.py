@@ -24,8 +24,11 @@ from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
 from ..score import quality
+from ..score.quality import ALPHA1, ALPHA2
 from ..sizes import model_size
 from . import predict
+from .engines import engine_for
+from .outputs import Outputs
 
 MARKER = ".flownet2_done.json"
 SETTINGS_FILE = ".flownet2_collection.json"
@@ -61,17 +64,29 @@ class Settings:
     precision: str = "fp32"
     device: int = 0
     force: bool = False
-    checks: predict.Checks = predict.Checks()
+    backward: bool = False
+    occlusion: bool = False
+    quality: bool = False
+    occ_alpha1: float = ALPHA1
+    occ_alpha2: float = ALPHA2
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
 
+    def outputs(self):
+        """What each video's prediction writes (no ground truth or flow video in a collection)."""
+        return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius,
+                       **{k: getattr(self, k) for k in CHECKS})
+
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
         record = {k: getattr(self, k) for k in ("format", "bound", "start_index", "rgb", "png", "size_mode")}
-        if self.checks.any:  # absent otherwise, as in folders written before these outputs existed
-            record |= {k: getattr(self.checks, k) for k in ("backward", "occlusion", "quality", "alpha1", "alpha2")}
+        if self.outputs().two_way:  # absent otherwise, as in folders written before these outputs existed
+            record |= {k: getattr(self, k) for k in CHECKS}
         return record
+
+
+CHECKS = ("backward", "occlusion", "quality", "occ_alpha1", "occ_alpha2")  # flow checked without ground truth
 
 
 @dataclass
@@ -182,13 +197,13 @@ class Worker:
         from .sessions import open_model
 
         self.settings, self.opener = settings, opener or open_model
-        self.fmt = settings.flow_format()
+        self.outputs = settings.outputs()
         self.sessions = OrderedDict()
         self.loads = 0
 
     def session(self, source):
-        static = self.settings.model.endswith((".onnx", ".om"))  # one input size, whatever the frames
-        key = None if static else model_size(*source.size)
+        # a static model has one input size, whatever the frames
+        key = None if engine_for(self.settings.model).static else model_size(*source.size)
         if key not in self.sessions:
             s = self.settings
             try:
@@ -253,8 +268,8 @@ class Worker:
             raise Flownet2Error(f"{job.video}: not a video")
         session = self.session(source)
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
-        result = predict.predict(session, source, output=output, size_mode=s.size_mode, png=s.png,
-                                 radius=s.radius, progress=False, fmt=self.fmt, rgb=s.rgb, checks=s.checks)
+        result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
+                                 progress=False)
         return result, getattr(session, "label", None)
 
 

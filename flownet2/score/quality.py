@@ -25,7 +25,7 @@ import numpy as np
 
 from ..cli import run_main
 from ..data.flow_formats import read_flow
-from ..data.sintel import read_rgb
+from ..data.images import read_rgb
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, save_png
 
