@@ -255,12 +255,12 @@ class _Writer:
 
     def _consistency(self, done):
         """(scores, mask) of the pair, computed once for the occlusion mask and the quality table."""
-        if "scores" not in done:
+        if "consistency" not in done:
             o = self.outputs
             frames = (done["frame"], done["next"]) if o.quality else None
-            done["scores"] = quality.score_pair(done["flow"], done["back"], frames=frames, alpha1=o.occ_alpha1,
-                                                alpha2=o.occ_alpha2)
-        return done["scores"]
+            done["consistency"] = quality.score_pair(done["flow"], done["back"], frames=frames,
+                                                     alpha1=o.occ_alpha1, alpha2=o.occ_alpha2)
+        return done["consistency"]
 
     def _occlusion(self, i, done):
         save_png(occlusion_path(self.source, self.output, i), quality.occlusion_png(self._consistency(done)[1]))
