@@ -112,6 +112,10 @@ def test_photometric_error_small_for_true_flow_large_for_wrong():
     # the true flow leaves only uint8 rounding and bilinear interpolation of 6 px fine texture
     assert true_error < 3.5
     assert wrong_error > 5 * true_error
+    # scored as a pair (one lookup for the backward flow and the frame): the same mask and error
+    scores, pair_mask = quality.score_pair(forward, backward, frames=(f1, f2))
+    assert (pair_mask == mask).all() and scores.consistent == mask.mean()
+    assert scores.photometric == pytest.approx(true_error, rel=1e-12)
     # a frame against itself with zero flow: exactly 0
     zero = np.zeros_like(forward)
     assert quality.photometric_error(f1, f1, flow=zero, mask=np.ones(zero.shape[:2], bool)) == 0.0

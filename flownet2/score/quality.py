@@ -59,17 +59,18 @@ def sample(values, flow):
     f = np.where(finite[..., None], np.clip(f, -(h + w), h + w), 0.0)
     whole = np.floor(f)
     frac = f - whole  # in [0, 1): exact, the fraction of a float is representable
-    rows, cols = np.indices((h, w))
-    x0 = cols + whole[..., 0].astype(np.int64)
-    y0 = rows + whole[..., 1].astype(np.int64)
-    fx, fy = frac[..., 0], frac[..., 1]
-    inside = finite & _within(x0, fx, w) & _within(y0, fy, h)
+    x0 = np.arange(w) + whole[..., 0].astype(np.int64)
+    y0 = np.arange(h)[:, None] + whole[..., 1].astype(np.int64)
+    fx, fy = frac[..., 0, None], frac[..., 1, None]
+    inside = finite & _within(x0, frac[..., 0], w) & _within(y0, frac[..., 1], h)
     x0, x1 = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
-    y0, y1 = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
-    v = values.astype(np.float64).reshape(h, w, -1)
-    fx, fy = fx[..., None], fy[..., None]
-    out = ((v[y0, x0] * (1 - fx) + v[y0, x1] * fx) * (1 - fy)
-           + (v[y1, x0] * (1 - fx) + v[y1, x1] * fx) * fy)
+    row0, row1 = np.clip(y0, 0, h - 1) * w, np.clip(y0 + 1, 0, h - 1) * w
+    flat = values.reshape(h * w, -1)  # gathered by flat index, converted to float64 by the weights
+
+    def at(rows, cols):
+        return np.take(flat, rows + cols, axis=0)
+
+    out = (at(row0, x0) * (1 - fx) + at(row0, x1) * fx) * (1 - fy) + (at(row1, x0) * (1 - fx) + at(row1, x1) * fx) * fy
     out[~inside] = 0.0
     return out.reshape(values.shape[:2] + values.shape[2:]), inside
 
@@ -81,10 +82,18 @@ def _within(start, frac, size):
 
 def consistency(forward, backward, *, alpha1=ALPHA1, alpha2=ALPHA2):
     """(H, W) bool: the forward-backward rule of the module's docstring, per pixel of `forward`."""
+    _check_flows(forward, backward)
+    return _consistent(forward, *sample(backward, forward), alpha1=alpha1, alpha2=alpha2)
+
+
+def _check_flows(forward, backward):
     if forward.shape != backward.shape or forward.ndim != 3 or forward.shape[2] != 2:
         raise Flownet2Error(f"forward flow {forward.shape} and backward flow {backward.shape} must both be "
                             "(H, W, 2) of one size")
-    back, inside = sample(backward, forward)
+
+
+def _consistent(forward, back, inside, *, alpha1, alpha2):
+    """The rule, given the backward flow already sampled at the targets (`back`) and where they lie."""
     wf = forward.astype(np.float64)
     d = wf + back
     with np.errstate(invalid="ignore"):  # NaN in the backward flow: the comparison is False
@@ -96,11 +105,18 @@ def consistency(forward, backward, *, alpha1=ALPHA1, alpha2=ALPHA2):
 def photometric_error(frame1, frame2, *, flow, mask):
     """Mean over `mask` and the channels of |frame1(x) - frame2(x + flow)| in grey levels; NaN if
     `mask` is empty. Frames (H, W, 3) in 0-255."""
+    _check_frames(frame1, frame2, flow)
+    warped, inside = sample(frame2, flow)
+    return _mean_difference(frame1, warped, mask & inside)
+
+
+def _check_frames(frame1, frame2, flow):
     if frame1.shape != frame2.shape or frame1.shape[:2] != flow.shape[:2]:
         raise Flownet2Error(f"frames {frame1.shape} and {frame2.shape} do not match the "
                             f"{flow.shape[0]}x{flow.shape[1]} flow")
-    warped, inside = sample(frame2, flow)
-    use = mask & inside
+
+
+def _mean_difference(frame1, warped, use):
     if not use.any():
         return math.nan
     return float(np.abs(frame1.astype(np.float64)[use] - warped[use]).mean())
@@ -116,10 +132,15 @@ def mean_magnitude(flow):
 def score_pair(forward, backward, *, frames=None, alpha1=ALPHA1, alpha2=ALPHA2):
     """(PairScores, consistent mask (H, W) bool) of one pair; the photometric error needs `frames`,
     the pair's two frames (H, W, 3)."""
-    mask = consistency(forward, backward, alpha1=alpha1, alpha2=alpha2)
-    photometric = math.nan
+    _check_flows(forward, backward)
+    maps = [backward]
     if frames is not None:
-        photometric = photometric_error(*frames, flow=forward, mask=mask)
+        _check_frames(*frames, forward)
+        maps.append(frames[1])
+    # one lookup for both: the backward flow and the second frame are sampled at the same points
+    sampled, inside = sample(np.concatenate(maps, axis=-1, dtype=np.float64), forward)
+    mask = _consistent(forward, sampled[..., :2], inside, alpha1=alpha1, alpha2=alpha2)
+    photometric = math.nan if frames is None else _mean_difference(frames[0], sampled[..., 2:], mask)
     return PairScores(float(mask.mean()), photometric, mean_magnitude(forward)), mask
 
 
