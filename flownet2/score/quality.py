@@ -14,7 +14,8 @@
 - Mean flow magnitude: mean of |w_f| in px over the pixels.
 - Flagging, per video: a pair is flagged when its consistent fraction is under half its video's
   median, or its photometric error is over twice its video's median plus 2 grey levels (the floor
-  keeps a nearly perfect video from flagging its own noise). A shot cut or a black frame does both.
+  keeps a nearly perfect video from flagging its own noise). A shot cut or a black frame usually
+  does both.
 """
 import argparse
 import csv
@@ -70,7 +71,8 @@ def sample(values, flow):
     def at(rows, cols):
         return np.take(flat, rows + cols, axis=0)
 
-    out = (at(row0, x0) * (1 - fx) + at(row0, x1) * fx) * (1 - fy) + (at(row1, x0) * (1 - fx) + at(row1, x1) * fx) * fy
+    out = ((at(row0, x0) * (1 - fx) + at(row0, x1) * fx) * (1 - fy)
+           + (at(row1, x0) * (1 - fx) + at(row1, x1) * fx) * fy)
     out[~inside] = 0.0
     return out.reshape(values.shape[:2] + values.shape[2:]), inside
 
