@@ -26,6 +26,7 @@ from flownet2.model import provenance
 from flownet2.runtime import collection, engines, predict
 from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
+from flownet2.score import quality
 from flownet2.sizes import OutputSize, model_size, parse_width_height
 
 
@@ -72,6 +73,16 @@ def parse_args(argv):
     p.add_argument("--fps", type=Fraction, help="frame rate of --video (default: the source's, else 24)")
     p.add_argument("--flow-radius", type=float, metavar="PX",
                    help="flow magnitude at the colour wheel's rim (default: the first pair's largest)")
+    p.add_argument("--backward", action="store_true", help="also the flow from each pair's second frame to "
+                   "its first: <pair>_bwd.flo (jpg: bwd_flow_x_N.jpg); the model runs twice per pair")
+    p.add_argument("--occlusion", action="store_true", help="a mask per pair from forward-backward "
+                   "consistency: <pair>_occ.png, 255 = consistent (runs the backward pass)")
+    p.add_argument("--quality", action="store_true", help="scores per pair without ground truth (consistent "
+                   "fraction, photometric error, mean magnitude) in quality.csv, suspect pairs flagged")
+    p.add_argument("--occ-alpha1", type=float, default=quality.ALPHA1, metavar="A1",
+                   help="consistency rule: |wf + wb|^2 < A1 (|wf|^2 + |wb|^2) + A2 (default 0.01)")
+    p.add_argument("--occ-alpha2", type=float, default=quality.ALPHA2, metavar="A2",
+                   help="consistency rule's constant term, px^2 (default 0.5)")
     p.add_argument("--gt", metavar="DIR", help="ground truth of the same names (.flo, KITTI .png, .npy; or "
                    "flow_x_N.jpg by number): EPE per pair")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (a collection: redo every video)")
@@ -94,6 +105,8 @@ def parse_args(argv):
         p.error("--new-short and --new-size: choose one")
     if args.enlarge and args.new_short is None:
         p.error("--enlarge goes with --new-short")
+    if not (args.occ_alpha1 >= 0 and args.occ_alpha2 >= 0):
+        p.error(f"--occ-alpha1 and --occ-alpha2 must be 0 or more, got {args.occ_alpha1}, {args.occ_alpha2}")
     return args
 
 
@@ -115,7 +128,7 @@ def main(argv=None):
     print(engines.describe(backend, precision))
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
-                      radius=args.flow_radius, size=output_size(args))
+                      radius=args.flow_radius, size=output_size(args), **checks(args))
     source = frames.open_source(args.input, step=args.step)
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = open_model(args.model, backend=backend, batch_size=args.batch_size, size=model_size(*source.size),
@@ -146,7 +159,7 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-        device=args.device, force=args.force, step=args.step, output_size=output_size(args))
+        device=args.device, force=args.force, step=args.step, output_size=output_size(args), **checks(args))
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
     predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
@@ -168,8 +181,18 @@ def run_collection(args, jobs, found):
                      accelerator=args.accelerator)
     else:
         collection.run_jobs(jobs, collection.Worker(settings), tally)
-    print("\n".join(tally.summary()))
+    summary = tally.summary()
+    if args.quality:
+        path, flagged, videos = collection.write_quality_table(jobs, settings.output, shard_spec=spec)
+        summary.append(f"quality: {flagged} of {videos} finished video(s) have flagged pairs; a row per video: {path}")
+    print("\n".join(summary))
     return 1 if tally.failures else 0
+
+
+def checks(args):
+    """The choices of flow checked without ground truth, as Outputs and collection.Settings take them."""
+    return {"backward": args.backward, "occlusion": args.occlusion, "quality": args.quality,
+            "occ_alpha1": args.occ_alpha1, "occ_alpha2": args.occ_alpha2}
 
 
 def report(args, result, label, outputs):
@@ -178,16 +201,22 @@ def report(args, result, label, outputs):
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
         print_between_banners(lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"], label)
-    files = [outputs.fmt.describe(result.pairs)] + ([f"{result.pairs} .png pictures"] if outputs.png else [])
-    files += [f"{result.pairs + 1 if result.pairs else 0} img_N.jpg frames"] if outputs.rgb else []
+    fmt, n = outputs.fmt, result.pairs
+    files = [fmt.describe(n)] + ([f"{fmt.describe(n)} backward"] if outputs.backward else [])
+    files += [f"{n} _occ.png masks"] if outputs.occlusion else []
+    files += [f"{n} .png pictures"] if outputs.png else []
+    files += [f"{n + args.step if n else 0} img_N.jpg frames"] if outputs.rgb else []
     wrote = [" + ".join(files) + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")
     if result.radius is not None:
         wrote.append(f"colour wheel rim = {result.radius:.3g} px")
     print("wrote " + "; ".join(wrote))
+    if result.quality is not None:
+        print(quality.summary_line(result.quality))
     model_rate = result.pairs / (result.model_ms / 1000) if result.model_ms else float("nan")
-    print(f"{result.pairs / result.seconds:.2f} pairs/s end to end, {model_rate:.2f} pairs/s in the model")
+    runs = " (2 model runs per pair: forward and backward)" if outputs.two_way else ""
+    print(f"{result.pairs / result.seconds:.2f} pairs/s end to end, {model_rate:.2f} pairs/s in the model{runs}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ DEFAULT_BOUND = 20.0  # px at pixel 0 / 255: mmaction2's extraction scripts (den
 JPEG_QUALITY = 95  # OpenCV's default, so what denseflow writes
 _JPG_NAME = re.compile(r"^(?P<prefix>.*)flow_(?P<axis>[xy])_(?P<index>\d+)\.jpg$")
 _EXT = {"flo": ".flo", "kitti": ".png", "npy": ".npy"}
+# the flow from a pair's second frame back to its first: a name of its own, which read_flow still reads
+# (and mmaction2's flow_{x,y}_{:05d}.jpg template does not pick up)
+BACKWARD_SUFFIX = "_bwd"
+BACKWARD_JPG_PREFIX = "bwd_"
+OCCLUSION_SUFFIX = "_occ"  # the consistency mask's PNG: <pair name>_occ.png
 
 
 def _cv2():
@@ -129,19 +134,21 @@ class FlowFormat:
             raise Flownet2Error(f"the start index must be 0 or more, got {start_index}")
         self.kind, self.bound, self.start_index = kind, float(bound), start_index
 
-    def files(self, name, i):
-        """The files pair i writes, relative to the output folder."""
+    def files(self, name, i, *, backward=False):
+        """The files pair i writes, relative to the output folder; `backward`: those of its flow from
+        the second frame back to the first (`<name>_bwd.flo`; jpg: `bwd_flow_x_00001.jpg`)."""
         if self.kind == "jpg":
             folder = os.path.dirname(name)
-            return [os.path.join(folder, f"flow_{a}_{self.start_index + i:05d}.jpg") for a in "xy"]
-        return [name + _EXT[self.kind]]
+            prefix = BACKWARD_JPG_PREFIX if backward else ""
+            return [os.path.join(folder, f"{prefix}flow_{a}_{self.start_index + i:05d}.jpg") for a in "xy"]
+        return [name + (BACKWARD_SUFFIX if backward else "") + _EXT[self.kind]]
 
     def frame_file(self, name, n):
         """mmaction2's rawframe name for frame n (0-based) of the source pair `name` belongs to."""
         return os.path.join(os.path.dirname(name), f"img_{self.start_index + n:05d}.jpg")
 
-    def write(self, output, name, i, flow):
-        paths = [os.path.join(output, f) for f in self.files(name, i)]
+    def write(self, output, name, i, flow, *, backward=False):
+        paths = [os.path.join(output, f) for f in self.files(name, i, backward=backward)]
         if self.kind == "flo":
             write_flo(paths[0], flow)
         elif self.kind == "jpg":
@@ -163,14 +170,15 @@ class FlowFormat:
 
 
 # what a video's output folder may hold of ours, whatever the format: removed before a redo
-OUTPUT_FILE = re.compile(r"^(frame_\d{4,}\.(flo|png|npy)|flow_[xy]_\d+\.jpg|img_\d+\.jpg)$")
+OUTPUT_FILE = re.compile(r"^(frame_\d{4,}(_bwd|_occ)?\.(flo|png|npy)|(bwd_)?flow_[xy]_\d+\.jpg|img_\d+\.jpg"
+                         r"|quality\.csv)$")
 
 
-
-_FLOW_JPG = re.compile(r"^flow_[xy]_\d+\.jpg$")
+_FLOW_JPG = re.compile(r"^(bwd_)?flow_[xy]_\d+\.jpg$")
 
 
 def is_flow_jpg(name):
-    """Whether file `name` is one of our jpg flow files (flow_x_N.jpg / flow_y_N.jpg): flow, never a
-    frame. (Our pictures need no rule: their caption strip makes them taller than any frame.)"""
+    """Whether file `name` is one of our jpg flow files (flow_x_N.jpg / flow_y_N.jpg, and the backward
+    bwd_flow_x_N.jpg): flow, never a frame. (Our pictures need no rule: their caption strip makes them
+    taller than any frame.)"""
     return bool(_FLOW_JPG.match(name))

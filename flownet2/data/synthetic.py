@@ -119,9 +119,8 @@ def _inside(ellipse, offset, x, y):
     return ((x - cx - offset[0]) / rx) ** 2 + ((y - cy - offset[1]) / ry) ** 2 <= 1
 
 
-def _scene(rng, pairs, height, width):
-    """Frames (uint8 RGB), flows (H, W, 2), occlusion masks and the moving ellipse's pixels in each
-    pair's first frame (bool) of one scene."""
+def _draw_scene(rng, pairs, height, width):
+    """The random parameters of one scene: textures, background motions, the ellipse and its steps."""
     background, foreground = _texture(rng), _texture(rng)
     motions = [_motion(rng, height, width) for _ in range(pairs)]
     ellipse = (width * rng.uniform(0.4, 0.6), height * rng.uniform(0.4, 0.6),
@@ -130,13 +129,26 @@ def _scene(rng, pairs, height, width):
     steps = [rng.uniform(5, 12) * np.array([np.cos(angle), np.sin(angle)]) + rng.normal(0, 1, 2)
              for _ in range(pairs)]
     offsets = np.cumsum([np.zeros(2)] + steps, axis=0)
+    return {"background": background, "foreground": foreground, "motions": motions, "ellipse": ellipse,
+            "steps": steps, "offsets": offsets}
+
+
+def _scene(rng, pairs, height, width):
+    """Frames (uint8 RGB), flows (H, W, 2), occlusion masks and the moving ellipse's pixels in each
+    pair's first frame (bool) of one scene."""
+    return _render_scene(_draw_scene(rng, pairs, height, width), height, width)
+
+
+def _render_scene(scene, height, width):
+    pairs = len(scene["motions"])
+    motions, ellipse, steps, offsets = scene["motions"], scene["ellipse"], scene["steps"], scene["offsets"]
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     frames = []
     for n in range(pairs + 1):
         cx, cy = _canonical(motions[:n], x, y)
         inside = _inside(ellipse, offsets[n], x, y)
-        img = _render(background, cx, cy)
-        img[inside] = _render(foreground, x[inside] - offsets[n][0], y[inside] - offsets[n][1])
+        img = _render(scene["background"], cx, cy)
+        img[inside] = _render(scene["foreground"], x[inside] - offsets[n][0], y[inside] - offsets[n][1])
         frames.append(np.round(img).astype(np.uint8))
     flows, occlusions, foreground = [], [], []
     for n in range(pairs):
@@ -150,6 +162,29 @@ def _scene(rng, pairs, height, width):
         occlusions.append(outside | covered)
         foreground.append(inside)
     return frames, flows, occlusions, foreground
+
+
+def _backward_flows(scene, height, width):
+    """Flow from frame n + 1 back to frame n: the background at p shows C_{n+1}(p) = C_n(p - g_n(p)),
+    so it moved by -g_n(p), exactly; the ellipse's pixels in frame n + 1 moved by -s_n."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    flows = []
+    for n, (motion, step) in enumerate(zip(scene["motions"], scene["steps"])):
+        gx, gy = _g(motion, x, y)
+        inside = _inside(scene["ellipse"], scene["offsets"][n + 1], x, y)
+        flows.append(np.stack([np.where(inside, -step[0], -gx), np.where(inside, -step[1], -gy)], -1)
+                     .astype(np.float32))
+    return flows
+
+
+def moving_object_sequence(*, pairs=1, height=96, width=160, seed=0):
+    """One synthetic scene with everything known, as a dict of lists: `frames` (pairs + 1, uint8 RGB),
+    `forward` (frame n -> n + 1) and `backward` (frame n + 1 -> n) flows (H, W, 2) float32, and
+    `occluded` (H, W) bool per forward flow (its target leaves the picture or is covered by the ellipse)."""
+    scene = _draw_scene(np.random.default_rng([seed, 0]), pairs, height, width)
+    frames, forward, occluded, _ = _render_scene(scene, height, width)
+    return {"frames": frames, "forward": forward, "backward": _backward_flows(scene, height, width),
+            "occluded": occluded}
 
 
 def _final_pass(rng, frame):

@@ -24,6 +24,8 @@ from ..data import frames
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error, OutputError
 from ..fileio import atomic_save, folder_lock, natural_sorted, output_fault, output_faults, remove_temporaries
+from ..score import quality
+from ..score.quality import ALPHA1, ALPHA2
 from ..sizes import OutputSize, model_size
 from . import predict
 from .engines import choose, engine_for
@@ -66,20 +68,27 @@ class Settings:
     force: bool = False
     step: int = 1  # pairs are frames (i, i + step)
     output_size: OutputSize = field(default_factory=OutputSize)
+    backward: bool = False
+    occlusion: bool = False
+    quality: bool = False
+    occ_alpha1: float = ALPHA1
+    occ_alpha2: float = ALPHA2
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
 
     def outputs(self):
         """What each video's prediction writes (no ground truth or flow video in a collection)."""
-        return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius, size=self.output_size)
+        return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius, size=self.output_size,
+                       **{k: getattr(self, k) for k in CHECKS})
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
-        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step")
+        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step", *CHECKS)
         return {**{k: getattr(self, k) for k in kept}, **self.output_size.record()}
 
 
+CHECKS = ("backward", "occlusion", "quality", "occ_alpha1", "occ_alpha2")  # flow checked without ground truth
 # what a settings file written before a setting existed meant by its absence
 _RECORD_DEFAULTS = Settings(model="", output="").record()
 
@@ -210,7 +219,8 @@ def check_settings(settings):
         with open(path, encoding="utf-8") as f:
             old = {**_RECORD_DEFAULTS, **json.load(f)}
         if old != record:
-            diff = ", ".join(f"{k} {old.get(k)!r} (now {v!r})" for k, v in record.items() if old.get(k) != v)
+            diff = ", ".join(f"{k} {old.get(k)!r} (now {record.get(k)!r})" for k in dict.fromkeys([*record, *old])
+                             if old.get(k) != record.get(k))
             raise Flownet2Error(f"{settings.output}: made with {diff}; use the same settings, another "
                                 "folder, or --force to redo every video")
     with output_faults(settings.output):  # an output that cannot take files: refused before any model opens
@@ -289,7 +299,8 @@ class Worker:
                 result, label, rotation = self._predict(job, folder)
                 backend, precision = self.engine()
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
-                          "engine": {"name": backend, "precision": precision}}
+                          "engine": {"name": backend, "precision": precision},
+                          **({"scores": result.quality} if result.quality is not None else {})}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
                 failure = None
             except BaseException as e:  # noqa: BLE001 - nothing half-done stays behind, whatever stopped it
@@ -397,6 +408,24 @@ class Tally:
 
 def failed_list_path(output, shard_spec=None):
     return os.path.join(output, "failed.txt" if shard_spec is None else f"failed.shard-{shard_spec[0]}-of-{shard_spec[1]}.txt")
+
+
+def quality_table_path(output, shard_spec=None):
+    return os.path.join(output, "quality.csv" if shard_spec is None else
+                        f"quality.shard-{shard_spec[0]}-of-{shard_spec[1]}.csv")
+
+
+def write_quality_table(jobs, output, *, shard_spec=None):
+    """The collection's quality.csv, a row per finished video of `jobs` (this run's or an earlier
+    one's), from the scores in its marker; returns (its path, videos with a flagged pair, videos)."""
+    summaries = {}
+    for job in jobs:
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            with open(os.path.join(output, job.key, MARKER), encoding="utf-8") as f:
+                summaries[job.key] = json.load(f)["scores"]
+    path = quality_table_path(output, shard_spec)
+    quality.write_collection_table(path, summaries)
+    return path, sum(bool(s["flagged"]) for s in summaries.values()), len(summaries)
 
 
 def run_jobs(jobs, worker, tally):

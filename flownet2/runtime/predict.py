@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from ..data import decode, frames, images
 from ..data.flo import UNKNOWN_THRESHOLD
-from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
+from ..data.flow_formats import OCCLUSION_SUFFIX, OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
 from ..fileio import check_inputs_kept, check_writable, output_faults, remove_temporaries, save_png
-from ..score import metrics, visualize
+from ..score import metrics, quality, visualize
 from .outputs import Outputs
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
@@ -37,10 +37,21 @@ class Result:
     model_ms: float = 0.0  # time spent in session.run
     radius: float | None = None  # the colour wheel's radius used for every picture
     rows: list = field(default_factory=list)  # [{"name", "epe"}] per pair with ground truth
+    scores: list = field(default_factory=list)  # [(pair name, quality.PairScores)] with quality
+    quality: dict | None = None  # quality.video_summary() of the source, with quality
 
 
 def picture_path(source, output, i):
     return os.path.join(output, source.pair_name(i) + ".png")
+
+
+def occlusion_path(source, output, i):
+    return os.path.join(output, source.pair_name(i) + OCCLUSION_SUFFIX + ".png")
+
+
+def quality_path(source, output):
+    """quality.csv beside the flow: in a video's folder, else in the output folder."""
+    return os.path.join(video_folder(source, output) if source.kind == "video" else output, "quality.csv")
 
 
 def gt_path(source, gt_dir, i, fmt=None):
@@ -72,14 +83,20 @@ def check_pictures(outputs):
                             "choose one, or another format")
 
 
-def planned_files(source, output, fmt, *, png, rgb):
-    """Every file a run over pictures (two images, a folder) writes: flows, pictures, frames."""
+def planned_files(source, output, outputs, *, png=None):
+    """Every file a run over pictures (two images, a folder) writes: flows (both ways), occlusion masks,
+    pictures (`png` overrides outputs.png), frames, the quality table."""
+    fmt, png = outputs.fmt, outputs.png if png is None else png
     paths = []
     for i in range(source.pair_count):
-        paths += [os.path.join(output, f) for f in fmt.files(source.pair_name(i), i)]
+        name = source.pair_name(i)
+        paths += [os.path.join(output, f) for f in fmt.files(name, i)]
+        paths += [os.path.join(output, f) for f in fmt.files(name, i, backward=True)] if outputs.backward else []
+        paths += [occlusion_path(source, output, i)] if outputs.occlusion else []
         paths += [picture_path(source, output, i)] if png else []
     paths += [os.path.join(output, fmt.frame_file(source.pair_name(0), n)) for n in range(source.frame_count)
-              if rgb]
+              if outputs.rgb]
+    paths += [quality_path(source, output)] if outputs.quality else []
     return list(dict.fromkeys(paths))
 
 
@@ -89,7 +106,7 @@ def clear_outputs(source, output, outputs):
         remove_video_outputs(video_folder(source, output))
         remove_temporaries(video_folder(source, output))
         return
-    paths = planned_files(source, output, outputs.fmt, png=outputs.png, rgb=outputs.rgb)
+    paths = planned_files(source, output, outputs)
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
@@ -108,8 +125,7 @@ def prepare_outputs(source, output, outputs, *, force=False):
     check_pictures(outputs)
     if video:
         frames.check_video_out(video)
-    planned = ([] if source.kind == "video" else
-               planned_files(source, output, fmt, png=outputs.png, rgb=outputs.rgb))
+    planned = [] if source.kind == "video" else planned_files(source, output, outputs)
     reads = list(source.files or [source.path])
     if gt_dir is not None:  # ground truth is an input too
         reads += [gt_path(source, gt_dir, i, fmt) for i in range(source.pair_count or 0)]
@@ -124,7 +140,7 @@ def prepare_outputs(source, output, outputs, *, force=False):
         existing += [os.path.join(folder, f) for f in old]
     else:
         # pictures count even without --png: one left by an earlier run would not match the new flow
-        existing += [p for p in planned_files(source, output, fmt, png=True, rgb=outputs.rgb) if os.path.exists(p)]
+        existing += [p for p in planned_files(source, output, outputs, png=True) if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise Flownet2Error(f"{existing[0]}: already exists{more}; not overwritten without force")
@@ -140,7 +156,7 @@ def prepare_outputs(source, output, outputs, *, force=False):
 
 
 def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
-    """Yield (first pair index, real pairs, x1, x2, first frames or None); pair n is frames
+    """Yield (first pair index, real pairs, x1, x2, [(frame, next frame)] or Nones); pair n is frames
     (n, n + source.step). A short last batch is filled by repeating its last pair (a static model
     always takes `batch_size`). `on_frame(n, frame)` sees every frame as it is decoded."""
     shape = (batch_size, 3) + tuple(model_size)
@@ -159,7 +175,7 @@ def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None)
             a, b = images.normalise_pair(held[0], frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
-            kept.append(held[0] if keep_frames else None)
+            kept.append((held[0], frame) if keep_frames else (None, None))
             n += 1
             if slot == batch_size - 1:
                 yield n - batch_size, batch_size, x1, x2, kept
@@ -230,16 +246,26 @@ class _Writer:
             self.per_pair["png"] = self._png
         if write_video:
             self.per_pair["video"] = self._video
+        if outputs.backward:
+            self.per_pair["backward"] = self._backward
+        if outputs.occlusion:
+            self.per_pair["occlusion"] = self._occlusion
+        if outputs.quality:
+            self.per_pair["quality"] = self._quality
         self.per_frame = {"rgb": self._rgb} if outputs.rgb else {}  # name -> function of one decoded frame
         self.frame_name = source.pair_name(0)  # a video's frames go beside its first pair's flow
 
-    def pair(self, i, model_flow, frame):
-        flow = self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)
-        done = {"flow": flow, "frame": frame, "gt": None}
-        for write in self.per_pair.values():  # (h, w, 2) flow at the output size
+    def pair(self, i, model_flow, model_back, pair_frames):
+        # flows (h, w, 2) at the output size; the backward one when the model ran both ways
+        done = {"flow": self._unpad(model_flow), "frame": pair_frames[0], "next": pair_frames[1], "gt": None,
+                "back": None if model_back is None else self._unpad(model_back)}
+        for write in self.per_pair.values():
             write(i, done)
         self.result.pairs += 1
         self.bar.update(1)
+
+    def _unpad(self, model_flow):
+        return self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)
 
     def frame(self, n, frame):
         for write in self.per_frame.values():
@@ -266,6 +292,25 @@ class _Writer:
     def _video(self, i, done):
         self.write_video(self._picture(done))
 
+    def _backward(self, i, done):
+        self.fmt.write(self.output, self.source.pair_name(i), i, done["back"], backward=True)
+
+    def _consistency(self, done):
+        """(scores, mask) of the pair, computed once for the occlusion mask and the quality table."""
+        if "consistency" not in done:
+            o = self.outputs
+            # the photometric error compares the frames at the flow's (output) size
+            pair_frames = [frames.resize_frame(done[k], self.size) for k in ("frame", "next")] if o.quality else None
+            done["consistency"] = quality.score_pair(done["flow"], done["back"], frames=pair_frames,
+                                                     alpha1=o.occ_alpha1, alpha2=o.occ_alpha2)
+        return done["consistency"]
+
+    def _occlusion(self, i, done):
+        save_png(occlusion_path(self.source, self.output, i), quality.occlusion_png(self._consistency(done)[1]))
+
+    def _quality(self, i, done):
+        self.result.scores.append((os.path.basename(self.source.pair_name(i)), self._consistency(done)[0]))
+
     def _rgb(self, n, frame):
         # 8-bit JPEG at the output size, as training code reads it; a 16-bit frame rounded
         write_jpeg(os.path.join(self.output, self.fmt.frame_file(self.frame_name, n)),
@@ -291,8 +336,10 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
     `sessions.open_model` gives. `outputs`: what is written beside the flow, and at what size (an
-    Outputs; default: .flo files only, at the source's size). Call `prepare_outputs` first. The
-    output's own faults (full, read-only...) remove what this run wrote and raise errors.OutputError.
+    Outputs; default: .flo files only, at the source's size); with its backward flow, occlusion masks
+    or quality scores the model runs each pair twice, the second time with the frames swapped. Call
+    `prepare_outputs` first. The output's own faults (full, read-only...) remove what this run wrote
+    and raise errors.OutputError.
     """
     outputs = outputs or Outputs()
     clear = functools.partial(clear_outputs, source, output, outputs)
@@ -307,7 +354,7 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
         writer = _Writer(source, padder, output, outputs, write_video=write_video, result=result, bar=bar,
                          weights=getattr(session, "label", None))
         on_frame = writer.frame if writer.per_frame else None
-        batches = _batches(source, padder, session.batch_size, session.size, outputs.pictures, on_frame)
+        batches = _batches(source, padder, session.batch_size, session.size, outputs.keeps_frames, on_frame)
 
         def read():
             for batch in batches:
@@ -317,17 +364,21 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
 
         def write():
             while (item := stages.get(to_writer)) is not _DONE:
-                (first, count, _, _, kept), flow = item
+                (first, count, _, _, kept), flow, back = item
                 for s in range(count):
-                    writer.pair(first + s, flow[s], kept[s])
+                    writer.pair(first + s, flow[s], None if back is None else back[s], kept[s])
 
         threads = [stages.thread(read), stages.thread(write)]
         try:
             while (batch := stages.get(to_model)) is not _DONE:
                 x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
-                flows, ms = session.run([x1, x2])
+                (flow, *_), ms = session.run([x1, x2])
                 result.model_ms += ms
-                stages.put(to_writer, (batch, flows[0]))
+                back = None
+                if outputs.two_way:  # the pair the other way round: normalise_pair treats both frames alike
+                    (back, *_), ms = session.run([x2, x1])
+                    result.model_ms += ms
+                stages.put(to_writer, (batch, flow, back))
             stages.put(to_writer, _DONE)
         except BaseException as e:
             stages.fail(e)
@@ -336,6 +387,9 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
         if stages.error is not None:
             raise stages.error
     result.seconds = time.perf_counter() - t0
+    if outputs.quality and result.scores:
+        names, scores = zip(*result.scores)
+        result.quality = quality.write_video_table(quality_path(source, output), names=names, scores=scores)
     return result
 
 
