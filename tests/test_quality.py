@@ -280,7 +280,7 @@ def test_a_collection_gets_a_table_per_video_and_one_at_the_top_and_resumes(tmp_
     assert len(quality_rows(tmp_path / "out" / "quality.csv")) == 2
     # other settings into the same folder: refused; forced, the checks' files go
     code, _, err = run_cli(argv, capsys)
-    assert code == 2 and "quality True (now None)" in err
+    assert code == 2 and "quality True (now False)" in err
     code, out, _ = run_cli(argv + ["--force"], capsys)
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "out" / "smooth").iterdir()) == sorted(
