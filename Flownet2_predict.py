@@ -15,7 +15,7 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2.cli import run_main
+from flownet2.cli import parse, run_main
 from flownet2.data import flow_formats, frames, sintel
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
@@ -65,7 +65,7 @@ def parse_args(argv):
     p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp32",
                    help="PyTorch models: sub-network precision (default fp32)")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.batch_size is not None and args.batch_size < 1:
         p.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.flow_radius is not None and not args.flow_radius > 0:

@@ -9,7 +9,7 @@ Middlebury (other-data + other-gt-flow), FlyingChairs (data/ + --split-file for 
 import argparse
 import sys
 
-from flownet2.cli import run_main
+from flownet2.cli import parse, run_main
 from flownet2.data.batches import preprocess
 from flownet2.data.chairs import describe_split
 from flownet2.data.datasets import DEFAULT_MODE, DEFAULT_SIZE, TYPES
@@ -38,7 +38,7 @@ def parse_args(argv):
                         "resize: bilinear, flow rescaled back (official Caffe release, mmflow, ptlflow; KITTI's default)")
     p.add_argument("--split-file", help="FlyingChairs: FlyingChairs_train_val.txt; its validation pairs (2) are used")
     p.add_argument("--strict", action="store_true", help="missing frames are an error, not a warning")
-    return p.parse_args(argv)
+    return parse(p, argv)
 
 
 def main(argv=None):

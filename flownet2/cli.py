@@ -19,3 +19,24 @@ def run_main(main, argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def add_spelling_aliases(parser):
+    """Accept every multi-word long option with either separator: --batch_size and --batch-size.
+
+    The Ascend guide and ais_bench spell with underscores, our own flags with hyphens; a user who types
+    the other one should not be refused. Run on the finished parser, so flags added later are covered.
+    The aliases parse but stay out of --help, which keeps one spelling per flag."""
+    known = parser._option_string_actions
+    for action in parser._actions:
+        for option in action.option_strings:
+            if not option.startswith("--"):
+                continue
+            for other in ("--" + option[2:].replace("_", "-"), "--" + option[2:].replace("-", "_")):
+                known.setdefault(other, action)
+    return parser
+
+
+def parse(parser, argv):
+    """parse_args with both spellings of every multi-word flag (add_spelling_aliases)."""
+    return add_spelling_aliases(parser).parse_args(argv)

@@ -27,11 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import run_main
+from ..cli import parse, run_main
+from ..data import batches
 from ..errors import Flownet2Error
 from ..fileio import atomic_save, atomic_write, digest, file_digest, natural_sorted
 from ..model.provenance import KEY as WEIGHTS_KEY
 from ..model.provenance import weights_label
+from ..sizes import parse_size
 from .sessions import AIS_BENCH_HINT, DEFAULT_SIZE, open_model
 
 PURE_INFER_FILE = "pure_infer_data"  # ais_bench's name for the made-up input of performance mode
@@ -76,7 +78,7 @@ def parse_args(argv):
     p.add_argument("--outfmt", default="BIN", choices=("BIN", "NPY", "TXT"))
     p.add_argument("--loop", "-l", type=_positive, default=1, help="runs per batch (all timed)")
     p.add_argument("--warmup_count", type=_non_negative, default=1, help="untimed runs of the first batch")
-    p.add_argument("--batchsize", type=_positive,
+    p.add_argument("--batchsize", "--batch_size", type=_positive,
                    help="samples per run in the throughput figure (default: the model's batch dimension)")
     p.add_argument("--device", "-d", type=_devices, default=[0],
                    help="GPU id, or a list such as 0,1: one run per device on its share of the files, "
@@ -97,11 +99,11 @@ def parse_args(argv):
     p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"),
                    help="torch: eager, one CUDA graph (default on CUDA), or torch.compile (cached)")
     p.add_argument("--model_size", type=_size, default=DEFAULT_SIZE,
-                   help="torch: H,W of the inputs (default 448,1024)")
+                   help="torch: H,W (or HxW) of the inputs (default 448,1024)")
     p.add_argument("--emulate", choices=("fp16", "bf16"),
                    help=".onnx: round every weight and every tensor a node writes to fp16 or bf16 "
                         "(arithmetic in fp32): roughly what a reduced-precision device computes")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.output_dirname is not None and args.output is None:
         p.error("--output_dirname needs --output")
     return args
@@ -157,10 +159,9 @@ def _run_mode(text):
 
 def _size(text):
     try:
-        height, width = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W such as 448,1024") from None
-    return height, width
+        return parse_size(text)
+    except Flownet2Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def typed_model(argv):
@@ -244,8 +245,10 @@ def plan_batches(per_input, inputs):
     tensor_bytes = int(np.prod(shape0)) * dtype0.itemsize
     first = _file_nbytes(per_input[0][0])
     if first == 0 or tensor_bytes % first:
+        fix = batches.size_fix(per_input[0][0], shape0)
         raise Flownet2Error(f"{per_input[0][0]}: {first} bytes, but model input {name0} {shape0} "
-                            f"{dtype0.name} needs {tensor_bytes} bytes (or a whole fraction of it)")
+                            f"{dtype0.name} needs {tensor_bytes} bytes (or a whole fraction of it)"
+                            + (f"; {fix}" if fix else ""))
     k = tensor_bytes // first
     for (name, shape, dtype), files in zip(inputs, per_input):
         expected = int(np.prod(shape)) * dtype.itemsize // k
