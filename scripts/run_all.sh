@@ -192,11 +192,14 @@ else
   onnx="$work/flownet2_bs$bs.onnx"
   weights=(--init random --seed 0)
   [ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
-  form=(${correlation:+--correlation "$correlation"})
-  [ -n "$correlation" ] || [ "$backend" != ascend ] || form=(--ascend-compat)  # the form ATC is known to take
+  # Unless told: on Ascend the form the published 310P graph proved ATC takes, elsewhere the faster one.
+  if [ -n "$correlation" ]; then form=(--correlation "$correlation")
+  elif [ "$backend" = ascend ]; then form=(--ascend-compat)
+  else form=(--correlation matmul)
+  fi
   stage export --in "$checkpoint" --out "$onnx" -- \
     "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
-    --height "$model_h" --width "$model_w" ${form[@]+"${form[@]}"} ${arch:+--arch "$arch"}
+    --height "$model_h" --width "$model_w" "${form[@]}" ${arch:+--arch "$arch"}
 
   sim="$work/flownet2_bs${bs}_sim.onnx"
   # onnxsim appends to an existing <out>.data side file, so the old one goes first

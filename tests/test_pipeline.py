@@ -8,6 +8,7 @@ short last batch and flows of several pixels; later runs in the same folder skip
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,9 @@ def chain(tmp_path_factory):
 
 
 def ascend_flags(dataset):
-    return ["--dataset", str(dataset), "--batch-size", str(BS), "--loop", str(LOOP), "--backend", "ascend"]
+    # the ONNX Runtime run's form (the Ascend default is the slices one): the ONNX stages are reused
+    return ["--dataset", str(dataset), "--batch-size", str(BS), "--loop", str(LOOP), "--backend", "ascend",
+            "--correlation", "matmul"]
 
 
 def read_flo(path):
@@ -224,6 +227,23 @@ def test_a_failing_stage_is_named_with_the_command_to_rerun(tmp_path):
     assert re.search(r"Flownet2_preprocess\.py --dataset \S+training --output \S+prep_bs1 --batch_size 1",
                      run.stderr)
     assert not (tmp_path / "work" / ".stamps" / "preprocess").exists()
+
+
+def test_ascend_backend_exports_the_form_the_310p_graph_proved(tmp_path):
+    """Without --correlation the Ascend route exports --ascend-compat (the slices correlation). A Python
+    wrapper records the export command and stops the chain there: no 620 MB export for one flag."""
+    record, wrapper = tmp_path / "export_argv.txt", tmp_path / "python"
+    wrapper.write_text(f'#!/usr/bin/env bash\ncase " $* " in *Flownet2_pth2onnx.py*) echo "$*" > {record}; exit 3 ;; '
+                       f'esac\nexec {shlex.quote(sys.executable)} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(os.environ, PATH=f"{STANDINS}{os.pathsep}{os.environ['PATH']}", PYTHON=str(wrapper),
+               PYTHONPATH=os.pathsep.join([str(STANDINS)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    run = subprocess.run(["bash", str(REPO / "scripts" / "run_all.sh"), "--workdir", str(tmp_path / "work"),
+                          "--backend", "ascend", "--height", "64", "--width", "128", "--bs", "1"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "!! stage 'export' failed" in run.stderr, run.stdout[-2000:] + run.stderr
+    argv = record.read_text().split()
+    assert "--ascend-compat" in argv and "--correlation" not in argv
 
 
 @pytest.mark.parametrize("flags, message", [
