@@ -29,11 +29,13 @@ from PIL import Image
 
 from flownet2.data import flo
 from flownet2.data.synthetic import make_synthetic_sintel
+from tiny_export import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
 README = REPO / "README.md"
-PAGES = [README] + sorted((REPO / "docs").glob("*.md"))
+DOCS = sorted((REPO / "docs").glob("*.md"))
+PAGES = [README] + DOCS + [REPO / "demo" / "README.md"]
 README_MAX_LINES = 200
 SHELL_LANGS = {"bash", "sh", "shell"}
 SEPARATORS = {"&&", "||", "|", ";", "<", ">", ">>", "2>", "2>&1"}
@@ -237,7 +239,7 @@ def test_every_link_resolves():
 
 def test_every_page_is_linked_from_the_index():
     index = prose(REPO / "docs" / "index.md")
-    missing = [p.name for p in PAGES[1:] if p.name != "index.md" and f"]({p.name})" not in index]
+    missing = [p.name for p in DOCS if p.name != "index.md" and f"]({p.name})" not in index]
     assert not missing, f"docs/index.md does not list: {missing}"
 
 
@@ -288,12 +290,16 @@ def test_python_examples_import_what_exists():
     assert checked >= 3
 
 
-def _readme_block(*needles):
-    """(line, argv) of each command of the one README shell block that contains every needle."""
-    blocks = [lines for lang, lines in fenced_blocks(README) if lang in SHELL_LANGS
+def _page_block(page, *needles):
+    """(line, argv) of each command of the one shell block of `page` that contains every needle."""
+    blocks = [lines for lang, lines in fenced_blocks(page) if lang in SHELL_LANGS
               and all(any(n in line for line in lines) for n in needles)]
-    assert len(blocks) == 1, f"expected one README shell block with {needles}, found {len(blocks)}"
+    assert len(blocks) == 1, f"expected one {page.name} shell block with {needles}, found {len(blocks)}"
     return [(line, shlex.split(line, comments=True)) for line in command_lines(blocks[0])]
+
+
+def _readme_block(*needles):
+    return _page_block(README, *needles)
 
 
 def _as_written(argv):
@@ -310,28 +316,15 @@ def _option(argv, flag):
     return argv[argv.index(flag) + 1]
 
 
-def _tiny_model(path, *, batch, height, width):
-    """Two inputs x1, x2 and an output flow of the export's shapes: flow = Conv3x3(x1 - x2)."""
-    shape = [batch, 3, height, width]
-    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("Sub", ["x1", "x2"], ["d"]),
-         helper.make_node("Conv", ["d", "w"], ["flow"], pads=[1, 1, 1, 1])],
-        "tiny", [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x1", "x2")],
-        [helper.make_tensor_value_info("flow", TensorProto.FLOAT, [batch, 2, height, width])], [weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+def _as_in_a_clone(folder):
+    """`folder` as the root of a fresh clone for commands that read the shipped demo frames."""
+    (folder / "demo").symlink_to(REPO / "demo", target_is_directory=True)
 
 
 def _start_predict(folder):
-    """The README's quick-start Flownet2_predict.py line, started in `folder` on two 64x128 frames."""
+    """The README's quick-start Flownet2_predict.py line, started in `folder` on the shipped frames."""
     [(line, argv)] = [(l, a) for l, a in _readme_block("bash scripts/run_all.sh") if "Flownet2_predict.py" in a]
-    training = make_synthetic_sintel(folder / "frames", scenes=1, pairs=1, height=64, width=128, seed=1)
-    sources = sorted((Path(training) / "clean" / "synthetic_1").glob("*.png"))
-    inputs = argv[argv.index("--input") + 1:][:2]
-    for src, name in zip(sources, inputs):
-        Image.open(src).save(folder / name)
+    _as_in_a_clone(folder)
     proc = subprocess.Popen(_as_written(argv), cwd=folder, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     return line, argv, proc
@@ -353,7 +346,7 @@ def test_readme_commands_run_as_written(tmp_path):
         outputs = {}
         for line, argv in stages:
             if "Flownet2_pth2onnx.py" in argv[1]:
-                _tiny_model(work / _option(argv, "--out_path"), batch=int(_option(argv, "--batch_size")),
+                tiny_model(work / _option(argv, "--out_path"), batch=int(_option(argv, "--batch_size")),
                             height=64, width=128)
                 continue
             r = subprocess.run(_as_written(argv), cwd=work, env=_env(standins=True), capture_output=True,
@@ -373,9 +366,9 @@ def test_readme_commands_run_as_written(tmp_path):
             predict.communicate()
     assert predict.returncode == 0, f"README: {predict_line}\nexit {predict.returncode}\n{out[-3000:]}"
     folder = predict_dir / _option(predict_argv, "--output")
-    first = Path(_option(predict_argv, "--input")).stem
-    assert flo.read_flo(str(folder / f"{first}.flo")).shape == (64, 128, 2)
-    assert (folder / f"{first}.png").is_file()
+    first = REPO / _option(predict_argv, "--input")
+    assert flo.read_flo(str(folder / f"{first.stem}.flo")).shape == Image.open(first).size[::-1] + (2,)
+    assert (folder / f"{first.stem}.png").is_file()
 
 
 def test_run_all_help(cli_flags):
