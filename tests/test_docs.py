@@ -374,3 +374,71 @@ def test_readme_commands_run_as_written(tmp_path):
 def test_run_all_help(cli_flags):
     code, flags = cli_flags["scripts/run_all.sh"]
     assert code == 0 and {"--dataset", "--checkpoint", "--batch-size", "--backend", "--emulate"} <= flags
+
+
+DATASETS = REPO / "docs" / "datasets.md"
+
+
+def _inline_command(page, prefix):
+    """argv of the one inline `command` of a page's prose that starts with `prefix`."""
+    found = [c for c in re.findall(r"`([^`\n]+)`", page.read_text(encoding="utf-8")) if c.startswith(prefix)]
+    assert len(found) == 1, f"{page.name}: expected one inline `{prefix} ...`, found {found}"
+    return shlex.split(found[0])
+
+
+def _run(argv, cwd, *, env=None, line=""):
+    r = subprocess.run(_as_written(argv), cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{line or argv}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def kitti_block(tmp_path_factory):
+    """datasets.md's KITTI 2015 stage-by-stage block, run as written on the synthetic KITTI set its
+    prose makes (the export replaced by a tiny model of the same shapes): (work folder, {line: output})."""
+    work = tmp_path_factory.mktemp("kitti")
+    _run(_inline_command(DATASETS, "python -m flownet2.data.synthetic --layout kitti2015"), work)
+    outputs = {}
+    for line, argv in _page_block(DATASETS, "Flownet2_preprocess.py --dataset data_scene_flow"):
+        if "Flownet2_pth2onnx.py" in argv[1]:
+            tiny_model(work / _option(argv, "--out_path"), batch=int(_option(argv, "--batch_size")),
+                       height=int(_option(argv, "--height")), width=int(_option(argv, "--width")))
+            continue
+        outputs[line] = _run(argv, work, line=f"datasets.md: {line}")
+    return work, outputs
+
+
+def test_kitti_block_runs_as_written(kitti_block):
+    work, outputs = kitti_block
+    post = next(out for line, out in outputs.items() if "Flownet2_postprocess.py" in line)
+    assert re.search(r"^2 samples, Average EPE = \d+\.\d+, Fl-all = [\d.]+%", post, re.M), post
+    assert [p.stat().st_size for p in sorted((work / "prep_kitti15" / "image1").iterdir())] == [3 * 384 * 1280 * 4] * 2
+
+
+def test_a_sintel_sized_model_on_kitti_batches_names_the_export_that_fits(kitti_block, tmp_path):
+    """The export's default size (448x1024) on the 384x1280 KITTI batches: refused, naming both fixes."""
+    work, _ = kitti_block
+    tiny_model(tmp_path / "sintel_size.onnx", batch=1, height=448, width=1024)
+    r = subprocess.run([sys.executable, "-m", "flownet2.infer", "--model", str(tmp_path / "sintel_size.onnx"),
+                        "--input", "prep_kitti15/image1,prep_kitti15/image2", "--output", str(tmp_path / "result")],
+                       cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "--height 384 --width 1280" in r.stderr and "--size 448x1024" in r.stderr, r.stderr
+    assert not list((tmp_path / "result").rglob("*.bin"))
+
+
+def test_run_all_synthetic_kitti_runs_as_written(tmp_path):
+    """datasets.md's `run_all.sh --synthetic kitti2015` line, as written, in an empty folder; a Python
+    wrapper puts the tiny model in the export's place (the real export runs in test_pipeline.py)."""
+    [(line, argv)] = [(l, a) for l, a in _page_block(DATASETS, "bash scripts/run_all.sh --synthetic kitti2015")
+                      if "--synthetic" in a]
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1" in *Flownet2_pth2onnx.py) shift; exec '
+                       f'{shlex.quote(sys.executable)} {shlex.quote(str(REPO / "tests" / "tiny_export.py"))} "$@" ;; '
+                       f'esac\nexec {shlex.quote(sys.executable)} "$@"\n')
+    wrapper.chmod(0o755)
+    out = _run(argv, tmp_path, env=dict(_env(), PYTHON=str(wrapper)), line=f"datasets.md: {line}")
+    assert re.search(r"^\d+ samples, Average EPE = \d+\.\d+, Fl-all = [\d.]+%", out, re.M), out[-3000:]
+    size = _option(argv, "--size").split("x")
+    model = onnx.load(tmp_path / "flownet2_work" / "flownet2_bs1_sim_fix.onnx")
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, *map(int, size)]

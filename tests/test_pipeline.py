@@ -233,7 +233,7 @@ def test_ascend_backend_exports_the_form_the_310p_graph_proved(tmp_path):
     """Without --correlation the Ascend route exports --ascend-compat (the slices correlation). A Python
     wrapper records the export command and stops the chain there: no 620 MB export for one flag."""
     record, wrapper = tmp_path / "export_argv.txt", tmp_path / "python"
-    wrapper.write_text(f'#!/usr/bin/env bash\ncase " $* " in *Flownet2_pth2onnx.py*) echo "$*" > {record}; exit 3 ;; '
+    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1" in *Flownet2_pth2onnx.py) echo "$*" > {record}; exit 3 ;; '
                        f'esac\nexec {shlex.quote(sys.executable)} "$@"\n')
     wrapper.chmod(0o755)
     env = dict(os.environ, PATH=f"{STANDINS}{os.pathsep}{os.environ['PATH']}", PYTHON=str(wrapper),
