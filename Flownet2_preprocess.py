@@ -34,8 +34,8 @@ def parse_args(argv):
                    help=f"the model size, multiples of 64 (default: {_defaults()}; others: the next "
                         "multiples of 64 above the largest frame)")
     p.add_argument("--size-mode", "--resize-mode", dest="resize_mode", choices=RESIZE_MODES,
-                   help="pad: zeros bottom/right (Ascend guide; default but for KITTI); "
-                        "resize: bilinear, flow rescaled back (official Caffe release, mmflow, ptlflow; KITTI's default)")
+                   help="pad: zeros bottom/right (Ascend guide); resize: bilinear, flow rescaled back (official "
+                        "Caffe release, mmflow, ptlflow) (default: resize for KITTI 2012/2015, pad for the others)")
     p.add_argument("--split-file", help="FlyingChairs: FlyingChairs_train_val.txt; its validation pairs (2) are used")
     p.add_argument("--strict", action="store_true", help="missing frames are an error, not a warning")
     return parse(p, argv)

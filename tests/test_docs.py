@@ -9,6 +9,7 @@ quick-start Flownet2_predict.py line on two 64x128 frames, and `bash scripts/run
 The whole run_all.sh chain with the real export runs in test_pipeline.py.
 """
 import argparse
+import functools
 import importlib
 import importlib.util
 import os
@@ -92,19 +93,23 @@ def commands(path):
     """(line, argv) of each command in a page's shell blocks: lines split at && | ; and redirections,
     leading VAR=value assignments dropped."""
     for lang, lines in fenced_blocks(path):
-        if lang not in SHELL_LANGS:
-            continue
-        for line in command_lines(lines):
-            current = []
-            for word in shlex.split(line, comments=True) + [";"]:
-                if word in SEPARATORS:
-                    while current and re.match(r"^[A-Za-z_]\w*=", current[0]):
-                        current.pop(0)
-                    if current:
-                        yield line, current
-                    current = []
-                else:
-                    current.append(word)
+        if lang in SHELL_LANGS:
+            yield from block_commands(lines)
+
+
+def block_commands(lines):
+    """(line, argv) of each command of one shell block."""
+    for line in command_lines(lines):
+        current = []
+        for word in shlex.split(line, comments=True) + [";"]:
+            if word in SEPARATORS:
+                while current and re.match(r"^[A-Za-z_]\w*=", current[0]):
+                    current.pop(0)
+                if current:
+                    yield line, current
+                current = []
+            else:
+                current.append(word)
 
 
 def repo_cli(argv):
@@ -148,10 +153,16 @@ class _Parser(Exception):
 
 
 def _argparse_flags(cli):
-    """The option strings of a Python CLI's own parser, taken from its ArgumentParser just as main()
-    is about to parse (in this process: no second interpreter, no torch import per CLI)."""
+    parser = _argparse_parser(cli)
+    return set(parser._option_string_actions) if parser else set()
+
+
+@functools.lru_cache(maxsize=None)
+def _argparse_parser(cli):
+    """A Python CLI's own parser, taken from its ArgumentParser just as main() is about to parse (in this
+    process: no second interpreter, no torch import per CLI); None for a script without one."""
     if cli.endswith(".py") and "argparse" not in (REPO / cli).read_text(encoding="utf-8"):
-        return set()  # takes no flags (and running it would run the benchmark)
+        return None  # takes no flags (and running it would run the benchmark)
 
     def capture(parser, *args, **kwargs):
         raise _Parser(parser)
@@ -169,7 +180,7 @@ def _argparse_flags(cli):
                     warnings.simplefilter("ignore", RuntimeWarning)
                     runpy.run_module(cli, run_name="__main__", alter_sys=False)
     except _Parser as found:
-        return set(found.args[0]._option_string_actions)
+        return found.args[0]
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
         for name in set(sys.modules) - saved_modules:  # the stand-in ais_bench must not look installed later
@@ -376,6 +387,18 @@ def test_run_all_help(cli_flags):
     assert code == 0 and {"--dataset", "--checkpoint", "--batch-size", "--backend", "--emulate"} <= flags
 
 
+def test_stages_page_lists_every_run_all_flag(cli_flags):
+    """stages.md's run_all.sh table names every flag of `run_all.sh --help` (help, --bs aside)."""
+    page = REPO / "docs" / "stages.md"
+    [rows] = [rows for clis, rows in _sections(page) if "scripts/run_all.sh" in clis and rows]
+    named = {flag for row in rows for flag in re.findall(r"(?<![\w-])(--[A-Za-z][\w-]*)", row.split("|")[1])}
+    script = (REPO / "scripts" / "run_all.sh").read_text(encoding="utf-8")
+    [valued] = re.findall(r"^\s+(--dataset\|[-\w|]+)\)", script, re.M)  # the flags its loop takes a value for
+    flags = set(valued.split("|")) | set(re.findall(r"^\s+(--\w[\w-]*)\) \w+=1; shift", script, re.M))
+    missing = sorted(flags - named)
+    assert not missing, f"stages.md's run_all.sh table lacks {missing}"
+
+
 DATASETS = REPO / "docs" / "datasets.md"
 
 
@@ -442,3 +465,76 @@ def test_run_all_synthetic_kitti_runs_as_written(tmp_path):
     size = _option(argv, "--size").split("x")
     model = onnx.load(tmp_path / "flownet2_work" / "flownet2_bs1_sim_fix.onnx")
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, *map(int, size)]
+
+
+def _sections(page):
+    """[(CLIs the section's shell blocks run, [flag-table rows])] per heading of a page."""
+    sections, lang, lines = [(set(), [])], None, []
+    for line in page.read_text(encoding="utf-8").splitlines():
+        fence = re.match(r"^\s*```(\S*)", line)
+        if fence and lang is None:
+            lang, lines = fence.group(1).lower(), []
+        elif fence:
+            if lang in SHELL_LANGS:
+                sections[-1][0].update(cli[0] for _, argv in block_commands(lines) if (cli := repo_cli(argv)))
+            lang = None
+        elif lang is not None:
+            lines.append(line)
+        elif re.match(r"^#{1,6}\s", line):
+            sections.append((set(), []))
+        elif line.startswith("|") and line.split("|")[1].strip().startswith("`-"):
+            sections[-1][1].append(line)
+    return sections
+
+
+def _stated_default(text):
+    """The value a table row's meaning states as the default ("default 1", "(default `pad`, ...)")."""
+    found = re.search(r"\bdefault:?\s+`?([\w.,+-]+?)`?(?=[\s,;)]|$)", text)
+    return found.group(1) if found else None
+
+
+def _default_problem(action, stated):
+    """None when the parser's default is the one stated, else what differs."""
+    default = action.default
+    if default in (None, "") or isinstance(default, bool):  # worked out at run time: the help says how
+        said = re.search(rf"(?<![\w-]){re.escape(stated)}\b[^;]*\(default\)|default:? `?{re.escape(stated)}\b",
+                         action.help or "")
+        if action.choices and stated in action.choices and not said:
+            return f"the page says default {stated}, the parser has none and its help does not say so"
+        return None
+    if isinstance(default, (tuple, list)):
+        forms = {",".join(map(str, default)), "x".join(map(str, default))}
+    elif isinstance(default, float) and default.is_integer():
+        forms = {str(default), str(int(default))}
+    else:
+        forms = {str(default)}
+    return None if stated in forms else f"the page says default {stated}, the parser's is {default!r}"
+
+
+def test_every_flag_in_a_table_exists_with_the_default_stated(cli_flags):
+    """Every `--flag` of a flag table is accepted by a CLI the same section (or page) runs, and a default
+    the row states is the parser's own (Python CLIs; the shell scripts' flags are read from --help)."""
+    problems, checked = [], 0
+    for page in PAGES:
+        sections = _sections(page)
+        page_clis = set().union(*(clis for clis, _ in sections))
+        for clis, rows in sections:
+            candidates = sorted(c for c in (clis or page_clis) if c in cli_flags)
+            for row in rows:
+                cells = row.split("|")
+                flags = re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", cells[1])
+                for flag in flags:
+                    checked += 1
+                    owners = [c for c in candidates if flag in cli_flags[c][1]]
+                    if not owners:
+                        problems.append(f"{page.name}: {flag}: not a flag of {', '.join(candidates) or 'any CLI here'}")
+                        continue
+                    stated = _stated_default("|".join(cells[2:]))
+                    parsers = [_argparse_parser(c) for c in owners if not c.endswith(".sh")]
+                    if len(flags) != 1 or stated is None or not any(parsers):
+                        continue
+                    found = [_default_problem(p._option_string_actions[flag], stated) for p in parsers if p]
+                    if all(found):
+                        problems.append(f"{page.name}: {flag}: {found[0]}")
+    assert checked > 60, f"only {checked} table flags found: the table pattern no longer matches the pages"
+    assert not problems, "\n".join(problems)
