@@ -20,6 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from flownet2.cli import parse  # noqa: E402
+
 MODES = ("matmul", "slices")
 ENGINES = ("pytorch", "onnxruntime")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +122,7 @@ def main():
     p.add_argument("--onnx", help=argparse.SUPPRESS)
     p.add_argument("--before", metavar="REV", help="also time the model of this git revision (e.g. main)")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
-    args = p.parse_args()
+    args = parse(p, None)
     if args.child:
         return child(args)
     from tqdm import tqdm

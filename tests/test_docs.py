@@ -538,3 +538,19 @@ def test_every_flag_in_a_table_exists_with_the_default_stated(cli_flags):
                         problems.append(f"{page.name}: {flag}: {found[0]}")
     assert checked > 60, f"only {checked} table flags found: the table pattern no longer matches the pages"
     assert not problems, "\n".join(problems)
+
+
+def test_every_multi_word_flag_takes_both_separators(cli_flags):
+    """--batch_size and --batch-size alike, for every Python CLI the pages run (flags added later too:
+    the spellings are read from the parsers)."""
+    missing, checked = [], 0
+    for cli, (_, flags) in cli_flags.items():
+        if cli.endswith(".sh") or cli == "ais_bench":  # Huawei's tool; the scripts: test_pipeline.py
+            continue
+        for flag in (f for f in flags if f.startswith("--") and re.search(r"\w[-_]\w", f)):
+            checked += 1
+            for other in ("--" + flag[2:].replace("_", "-"), "--" + flag[2:].replace("-", "_")):
+                if other not in flags:
+                    missing.append(f"{cli}: {flag} but not {other}")
+    assert checked > 30 and not missing, "\n".join(missing)
+

@@ -295,8 +295,9 @@ def test_atc_sh_ascend310_gets_mixed_precision_and_named_output(tmp_path):
     assert om["soc_version"] == "Ascend310" and om["precision_mode"] == "allow_mix_precision"
 
 
-def test_atc_sh_refuses_a_batch_the_model_was_not_exported_for(tmp_path):
-    run = atc_sh("--model", two_input_model(tmp_path / "m.onnx"), "--bs", 4)
+@pytest.mark.parametrize("spelling", ["--bs", "--batch-size", "--batch_size"])
+def test_atc_sh_refuses_a_batch_the_model_was_not_exported_for(tmp_path, spelling):
+    run = atc_sh("--model", two_input_model(tmp_path / "m.onnx"), spelling, 4)
     assert run.returncode == 2
     assert "exported for batch 2, not --bs 4" in run.stderr and "--batch_size 4" in run.stderr
 
