@@ -554,3 +554,18 @@ def test_every_multi_word_flag_takes_both_separators(cli_flags):
                     missing.append(f"{cli}: {flag} but not {other}")
     assert checked > 30 and not missing, "\n".join(missing)
 
+
+
+def test_pages_spell_each_flag_one_way():
+    """A page's command spells a flag as its CLI declares it (the guide's and ais_bench's underscores for
+    their flags, hyphens for the toolkit's own), never by the other separator the parser also takes."""
+    problems = []
+    for page, line, cli, args in _doc_commands():
+        parser = _argparse_parser(cli) if cli.endswith(".py") or cli.startswith("flownet2") else None
+        if parser is None:
+            continue
+        declared = {s for action in parser._actions for s in action.option_strings}
+        for flag in sorted(flags_used(args) - declared):
+            problems.append(f"{page}: {line}: {flag} (declared: "
+                            f"{', '.join(parser._option_string_actions[flag].option_strings)})")
+    assert not problems, "\n".join(problems)
