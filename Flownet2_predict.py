@@ -16,10 +16,11 @@ import os
 from fractions import Fraction
 
 from flownet2.cli import parse, run_main
-from flownet2.data import flow_formats, frames, sintel
+from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
 from flownet2.runtime import collection, predict
+from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
 from flownet2.sizes import model_size
 
@@ -50,7 +51,7 @@ def parse_args(argv):
                    "GPU or NPU of the cluster, else 1)")
     p.add_argument("--accelerator", choices=("gpu", "npu", "cpu"),
                    help="--ray: what each worker holds (default: gpu if the cluster has GPUs, else npu, else cpu)")
-    p.add_argument("--size-mode", choices=sintel.InputPadder.MODES, default="resize",
+    p.add_argument("--size-mode", choices=images.SIZE_MODES, default="resize",
                    help="how frames reach the model's size: bilinear resize (default, as the official Caffe "
                         "release; u, v rescaled back) or zero padding at the bottom/right")
     p.add_argument("--batch-size", type=int, help="pairs per model run (a static model: its own batch size)")
@@ -85,9 +86,10 @@ def main(argv=None):
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
                                 f"{args.input[0]} is a single source")
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
+    outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
+                      radius=args.flow_radius)
     source = frames.open_source(args.input)
-    predict.prepare_outputs(source, args.output, png=args.png, video=args.video, gt_dir=args.gt,
-                            force=args.force, fmt=fmt, rgb=args.rgb)
+    predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = open_model(args.model, batch_size=args.batch_size, size=model_size(*source.size),
                          precision=args.precision, device=args.device)
     if args.batch_size is not None and session.batch_size != args.batch_size:
@@ -98,9 +100,7 @@ def main(argv=None):
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
     print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}); model: {args.model} ({mh}x{mw}, batch "
           f"{session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}")
-    result = predict.predict(session, source, output=args.output, size_mode=args.size_mode, png=args.png,
-                             video=args.video, gt_dir=args.gt, radius=args.flow_radius, fps=args.fps,
-                             fmt=fmt, rgb=args.rgb)
+    result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)
     report(args, result, session.label)
     return 0
 
@@ -117,7 +117,7 @@ def run_collection(args, jobs, found):
         size_mode=args.size_mode, batch_size=args.batch_size, precision=args.precision, device=args.device,
         force=args.force)
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
-    predict.check_pictures(args.png, settings.flow_format())
+    predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
     if spec is not None:
         jobs = collection.shard(jobs, *spec)

@@ -13,7 +13,8 @@ from flownet2.cli import parse, run_main
 from flownet2.data.batches import preprocess
 from flownet2.data.chairs import describe_split
 from flownet2.data.datasets import DEFAULT_MODE, DEFAULT_SIZE, TYPES
-from flownet2.data.sintel import PASSES, RESIZE_MODES
+from flownet2.data.images import SIZE_MODES
+from flownet2.data.sintel import PASSES
 from flownet2.sizes import parse_size
 
 
@@ -33,7 +34,7 @@ def parse_args(argv):
     p.add_argument("--size", type=parse_size, metavar="HxW",
                    help=f"the model size, multiples of 64 (default: {_defaults()}; others: the next "
                         "multiples of 64 above the largest frame)")
-    p.add_argument("--size-mode", "--resize-mode", dest="resize_mode", choices=RESIZE_MODES,
+    p.add_argument("--size-mode", "--resize-mode", dest="size_mode", choices=SIZE_MODES,
                    help="pad: zeros bottom/right (Ascend guide); resize: bilinear, flow rescaled back (official "
                         "Caffe release, mmflow, ptlflow) (default: resize for KITTI 2012/2015, pad for the others)")
     p.add_argument("--split-file", help="FlyingChairs: FlyingChairs_train_val.txt; its validation pairs (2) are used")
@@ -45,7 +46,7 @@ def main(argv=None):
     args = parse_args(argv)
     scenes = [s for s in args.scenes.split(",") if s]
     manifest, written, kept = preprocess(
-        args.dataset, args.output, args.batch_size, args.pass_name, scenes, args.resize_mode,
+        args.dataset, args.output, args.batch_size, args.pass_name, scenes, args.size_mode,
         args.strict, warn=lambda line: print(f"warning: {line}", file=sys.stderr),
         dataset_type=args.dataset_type, size=args.size, split_file=args.split_file)
     h, w = manifest["model_size"]

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flownet2.cli import parse
-from flownet2.data import flow_formats, frames, sintel
+from flownet2.data import flow_formats, frames, images
 from flownet2.data.flo import read_flo
 from flownet2.data.kitti_png import LIMIT as KITTI_LIMIT
 from flownet2.runtime import collection
@@ -127,12 +127,12 @@ def bench_busy(args):
         run_s = time.perf_counter() - tally.t0
         # the bare model on the same pairs, normalised and in memory
         session = open_model(args.model, size=model_size(*size))
-        padder = sintel.InputPadder(size, session.size, "resize")
+        padder = images.InputPadder(size, session.size, "resize")
         bare_ms = 0.0
         for job in jobs:
             decoded = list(frames.open_source([job.video]).frames())
             for a, b in itertools.pairwise(decoded):
-                x1, x2 = sintel.normalise_pair(a, b)
+                x1, x2 = images.normalise_pair(a, b)
                 bare_ms += session.run([padder.pad(x1)[None], padder.pad(x2)[None]])[1]
     pairs = tally.pairs
     overhead = (run_s - tally.model_ms / 1000 - load["s"]) / len(jobs) * 1000

@@ -32,7 +32,8 @@ from profile_ort import conv_flops  # noqa: E402  (this folder is on sys.path wh
 from sintel_mini import MINI  # noqa: E402
 
 from flownet2.cli import parse  # noqa: E402
-from flownet2.data.sintel import InputPadder, find_pairs, normalise_pair, read_rgb  # noqa: E402
+from flownet2.data.images import InputPadder, normalise_pair, read_rgb  # noqa: E402
+from flownet2.data.sintel import find_pairs  # noqa: E402
 from flownet2.fileio import file_digest  # noqa: E402
 from flownet2.model import family  # noqa: E402
 from flownet2.model.checkpoint import load_model  # noqa: E402

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from flownet2.cli import parse, run_main  # noqa: E402
-from flownet2.data import sintel  # noqa: E402
+from flownet2.data import images, sintel  # noqa: E402
 from flownet2.errors import Flownet2Error  # noqa: E402
 from flownet2.fileio import atomic_write  # noqa: E402
 from flownet2.model import checkpoint  # noqa: E402
@@ -141,11 +141,11 @@ def load_frames(dataset, count, height, width):
     x2 = np.empty_like(x1)
     sizes = set()
     for i, pair in enumerate(pairs):
-        img1, img2 = sintel.read_rgb(pair.image1), sintel.read_rgb(pair.image2)
+        img1, img2 = images.read_rgb(pair.image1), images.read_rgb(pair.image2)
         size = img1.shape[:2]
         mode = "pad" if model_size(*size) == (height, width) else "resize"
-        padder = sintel.InputPadder(size, (height, width), mode)
-        a, b = sintel.normalise_pair(img1, img2)
+        padder = images.InputPadder(size, (height, width), mode)
+        a, b = images.normalise_pair(img1, img2)
         padder.pad(a, out=x1[i])
         padder.pad(b, out=x2[i])
         sizes.add(size if mode == "pad" else (height, width))

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from revision import model_class  # noqa: E402
 
 from flownet2.cli import parse  # noqa: E402
-from flownet2.data.sintel import InputPadder, normalise_pair, read_rgb  # noqa: E402
+from flownet2.data.images import InputPadder, normalise_pair, read_rgb  # noqa: E402
 from flownet2.model.checkpoint import stand_in_state_dict  # noqa: E402
 from flownet2.model.export import example_inputs, export_onnx  # noqa: E402
 from flownet2.model.networks import DIV_FLOW, FlowNet2  # noqa: E402

@@ -33,16 +33,16 @@ def source_frames(folder):
     """A few real 436x1024 frames (Sintel alley_1), or synthetic ones when the sample is absent."""
     from sintel_mini import MINI
 
-    from flownet2.data import sintel
+    from flownet2.data import images
 
     if MINI:
         scene = os.path.join(MINI, "training", "clean", "alley_1")
-        return [sintel.read_rgb(os.path.join(scene, f)) for f in sorted(os.listdir(scene))]
+        return [images.read_rgb(os.path.join(scene, f)) for f in sorted(os.listdir(scene))]
     from flownet2.data.synthetic import make_synthetic_sintel
 
     root = make_synthetic_sintel(os.path.join(folder, "synthetic"), scenes=1, pairs=3)
     scene = os.path.join(root, "clean", "synthetic_1")
-    return [sintel.read_rgb(os.path.join(scene, f)) for f in sorted(os.listdir(scene))]
+    return [images.read_rgb(os.path.join(scene, f)) for f in sorted(os.listdir(scene))]
 
 
 def make_clip(path, frames, count, fps=24):

@@ -4,7 +4,7 @@
 
 Table 1, per correlation form: time of export, `python -m onnxsim`, `python fix_onnx.py` (with its
 ONNX Runtime check) and the node counts before/after. Table 2: ONNX Runtime session.run on its own
-versus `flownet2.runtime.infer` on the same session over the same batch files (reading inputs, writing
+versus `flownet2.runtime.runner` on the same session over the same batch files (reading inputs, writing
 outputs and the summary included); target: under 5% overhead. Stand-in weights (speed only).
 Files are ~650 MB each: keep --workdir out of the repository.
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, REPO)
 
 from flownet2.cli import parse  # noqa: E402
 from flownet2.onnx.fix import fix_model  # noqa: E402
-from flownet2.runtime import infer  # noqa: E402  (after the path set-up, so the script runs from anywhere)
+from flownet2.runtime import inputs, runner  # noqa: E402  (after the path set-up, so the script runs from anywhere)
 from flownet2.runtime.sessions import open_model  # noqa: E402
 
 
@@ -84,9 +84,9 @@ def runner_overhead(work, fix, n, height, width):
     bare_ms(session, folder1, folder2, 1)  # warm-up
     before = bare_ms(session, folder1, folder2, n)
     t0 = time.perf_counter()
-    summary = infer.run_session(session, per_input=[infer.list_input_files(f) for f in (folder1, folder2)],
-                                folder=infer.output_folder(os.path.join(work, "result"), "bench"),
-                                argv=["bench_runner.py"], warmup_count=0)
+    summary = runner.run_session(session, per_input=[inputs.list_input_files(f) for f in (folder1, folder2)],
+                                 folder=runner.output_folder(os.path.join(work, "result"), "bench"),
+                                 argv=["bench_runner.py"], warmup_count=0)
     runner_wall = (time.perf_counter() - t0) * 1000 / n
     after = bare_ms(session, folder1, folder2, n)
     bare = float(np.mean(before + after))

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import sys
 
 from .cli import run_main
@@ -24,6 +23,7 @@ from .data.batches import load_manifest
 from .errors import Flownet2Error
 from .fileio import atomic_write, file_digest
 from .model.provenance import STAND_IN_BANNER
+from .runtime.engines import ENGINES
 
 STAMP_VERSION = 1
 
@@ -85,33 +85,9 @@ def record(stamp, command, inputs, outputs):
 
 # --------------------------------------------------------------------------- tools
 
-# Where scripts/atc.sh looks for CANN's environment script when atc is not on PATH.
-CANN_SET_ENV = ("$ASCEND_SET_ENV", "$ASCEND_TOOLKIT_HOME/set_env.sh",
-                "/usr/local/Ascend/ascend-toolkit/set_env.sh", "~/Ascend/ascend-toolkit/set_env.sh")
-
-
-def find_atc():
-    """atc's path, or the CANN set_env.sh that puts it on PATH, or None."""
-    if shutil.which("atc"):
-        return shutil.which("atc")
-    for candidate in CANN_SET_ENV:
-        path = os.path.expanduser(os.path.expandvars(candidate))
-        if "$" not in path and os.path.isfile(path):
-            return path
-    return None
-
-
 def missing_tools(backend, emulate=False):
     """One line per tool `backend` needs that is not installed here."""
-    missing = []
-    if backend == "ascend":
-        if find_atc() is None:
-            missing.append("atc not found (not on PATH, no CANN set_env.sh): install the CANN toolkit")
-        if importlib.util.find_spec("ais_bench") is None:
-            missing.append("ais_bench not importable: install its wheel (not on PyPI; "
-                           "https://gitee.com/ascend/tools/tree/master/ais-bench_workload/tool/ais_bench)")
-    if backend in ("ascend", "onnxruntime") and importlib.util.find_spec("onnxruntime") is None:
-        missing.append("onnxruntime not importable: pip install -r requirements.txt")
+    missing = ENGINES[backend].missing_tools() if backend in ENGINES else []
     if emulate and importlib.util.find_spec("flownet2.onnx.precision") is None:
         missing.append("precision emulation (flownet2.onnx.precision) is not part of this installation")
     return missing

@@ -219,7 +219,7 @@ else
   post_model=(--model "$model")
 fi
 
-# A .om goes through `python -m ais_bench` (flownet2.runtime.infer hands it over with the same arguments).
+# A .om goes through `python -m ais_bench` (flownet2.infer hands it over with the same arguments).
 name="${backend}_bs$bs"
 result="$work/result"
 # infer NAME [FLAGS...]: the model on the batch files into result/NAME, then its EPE into report/NAME

@@ -16,12 +16,14 @@ from onnx import TensorProto, helper, numpy_helper
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
 from flownet2.model.provenance import KEY
-from flownet2.runtime import infer
+from flownet2 import infer
+from flownet2.fileio import natural_sorted
+from flownet2.runtime import runner
 
 REPO = Path(__file__).resolve().parents[1]
 STANDINS = REPO / "tests" / "standins"
 SUMMARY_KEYS = {"filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
-                "npu_compute_time_list", "pid", KEY, infer.DIGESTS_KEY, infer.LATENCY_NOTE_KEY}
+                "npu_compute_time_list", "pid", KEY, runner.DIGESTS_KEY, runner.LATENCY_NOTE_KEY}
 STAT_KEYS = {"min", "max", "mean", "median", "percentile(99%)", "count"}
 H, W = 4, 6
 
@@ -61,7 +63,7 @@ def write_inputs(folder, names, shape, seed):
 
 def test_natural_sort_is_ais_bench_order():
     names = ["d/10.bin", "d/9.bin", "d/1.bin", "d/a10.bin", "d/A2.bin", "d/0.bin"]
-    assert infer.natural_sorted(names) == ["d/0.bin", "d/1.bin", "d/9.bin", "d/10.bin", "d/A2.bin", "d/a10.bin"]
+    assert natural_sorted(names) == ["d/0.bin", "d/1.bin", "d/9.bin", "d/10.bin", "d/A2.bin", "d/a10.bin"]
 
 
 def test_batch_files_give_ais_bench_outputs_and_summary(tmp_path, capsys):
@@ -90,9 +92,9 @@ def test_batch_files_give_ais_bench_outputs_and_summary(tmp_path, capsys):
     assert summary["throughput"] == pytest.approx(1000 * 2 / np.mean(times))
     assert summary["args"][1:] == argv and summary["pid"] == os.getpid() and summary[KEY] == "stand-in:seed=7"
     infiles = [p for entry in summary["filesinfo"].values() for p in entry["infiles"]]
-    assert summary[infer.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    assert summary[runner.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
                                           for p in infiles} and len(infiles) == 22
-    assert summary["H2D_latency"]["count"] == 0 and "no host-device copy step" in summary[infer.LATENCY_NOTE_KEY]
+    assert summary["H2D_latency"]["count"] == 0 and "no host-device copy step" in summary[runner.LATENCY_NOTE_KEY]
     line = re.search(r"throughput 1000\*batchsize\.mean\(2\)/NPU_compute_time\.mean\(([\d.e-]+)\): ([\d.e-]+)",
                      capsys.readouterr().out)
     assert float(line[1]) == pytest.approx(np.mean(times)) and float(line[2]) == pytest.approx(summary["throughput"])
@@ -178,7 +180,7 @@ def test_om_is_handed_to_ais_bench_with_the_same_arguments(tmp_path):
     assert summary[KEY] == "official:FlowNet2_checkpoint.pth.tar"  # from the .om sidecar, added after ais_bench
     assert str(tmp_path / "tiny.om") in summary["args"]
     infiles = summary["filesinfo"]["0"]["infiles"]
-    assert summary[infer.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    assert summary[runner.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
                                           for p in infiles} and len(infiles) == 2
 
 
@@ -281,7 +283,7 @@ def test_om_hand_over_adds_input_digests_after_the_run(tmp_path):
     done, _ = _fake_ais_bench(tmp_path, plan, argv)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "out" / "npu_summary.json").read_text())
-    assert summary[infer.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    assert summary[runner.DIGESTS_KEY] == {p: "sha256:" + hashlib.sha256(Path(p).read_bytes()).hexdigest()
                                           for p in infiles}
     assert summary[KEY] == "official:FlowNet2_checkpoint.pth.tar"
 
@@ -298,7 +300,7 @@ def test_om_inputs_changed_during_the_run_are_one_line_and_no_digests(tmp_path):
     assert done.stderr.strip().splitlines() == [
         f"error: {infiles[1]}: the input file changed while ais_bench ran; its predictions cannot be tied to the "
         "file's contents (run again with the inputs left alone)"]
-    assert infer.DIGESTS_KEY not in json.loads((tmp_path / "out" / "npu_summary.json").read_text())
+    assert runner.DIGESTS_KEY not in json.loads((tmp_path / "out" / "npu_summary.json").read_text())
 
 
 def test_ascend_only_flags_on_an_onnx_are_refused_one_line_each(tmp_path, capsys):
@@ -342,7 +344,7 @@ def test_device_list_runs_once_per_device_on_its_share(tmp_path):
             got = np.fromfile(tmp_path / "out" / "multi" / device / f"{k}_0.bin", np.float32).reshape(2, 2, H, W)
             np.testing.assert_array_equal(got, expected_flow(x1[f"{k}.bin"], x2[f"{k}.bin"]))
         summary = json.loads((tmp_path / "out" / "multi" / f"{device}_summary.json").read_text())
-        assert len(summary["filesinfo"]) == len(ids) and len(summary[infer.DIGESTS_KEY]) == 2 * len(ids)
+        assert len(summary["filesinfo"]) == len(ids) and len(summary[runner.DIGESTS_KEY]) == 2 * len(ids)
 
 
 class _CopyingSession:
@@ -361,11 +363,11 @@ class _CopyingSession:
 
 def test_h2d_and_d2h_come_from_the_backend_where_it_has_them():
     session = _CopyingSession()
-    summary = infer.run_session(session, loop=3, warmup_count=1)
+    summary = runner.run_session(session, loop=3, warmup_count=1)
     # warm-up is call 1, the timed runs are calls 2, 3, 4
     assert summary["npu_compute_time_list"] == [20.0, 30.0, 40.0]
     assert summary["H2D_latency"]["mean"] == pytest.approx(1.5) and summary["H2D_latency"]["count"] == 3
-    assert summary["D2H_latency"]["max"] == pytest.approx(1.0) and summary[infer.LATENCY_NOTE_KEY] is None
+    assert summary["D2H_latency"]["max"] == pytest.approx(1.0) and summary[runner.LATENCY_NOTE_KEY] is None
 
 
 def test_emulate_runs_the_rewritten_onnx(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ from flownet2.data import frames
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
 from flownet2.runtime import predict
+from flownet2.runtime.outputs import Outputs
 
 av = pytest.importorskip("av")
 
@@ -410,8 +411,8 @@ def test_a_video_that_breaks_half_way_leaves_complete_flo_files_and_no_output_vi
     source = BreaksAtFrame11("clip.mp4", "video", (32, 32), frame_count=None)
     out = tmp_path / "o"
     with pytest.raises(Flownet2Error, match="clip.mp4: cannot decode frame 11"):
-        predict.predict(SlowSession((64, 64)), source, output=out, size_mode="pad", video=out / "flow.mp4",
-                        png=True, progress=False)
+        predict.predict(SlowSession((64, 64)), source, output=out, outputs=Outputs(video=out / "flow.mp4", png=True),
+                        size_mode="pad", progress=False)
     written = files_under(out)
     assert "flow.mp4" not in written and not any(f.endswith(".tmp") for f in written)
     flos = [f for f in written if f.endswith(".flo")]
@@ -429,7 +430,7 @@ def test_same_flow_as_preprocess_runner_postprocess_on_a_real_sintel_pair(tmp_pa
     About 20 s: two FlowNet2 forwards at Sintel's own size, which is the point (436 rows padded to 448)."""
     import Flownet2_postprocess as post
     import Flownet2_preprocess as pre
-    from flownet2.runtime import infer
+    from flownet2 import infer
 
     src = Path(MINI) / "training"
     one = tmp_path / "sintel" / "training"  # a one-pair Sintel: the network runs twice, not six times

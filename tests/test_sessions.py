@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from flownet2.errors import Flownet2Error
-from flownet2.runtime import sessions
+from flownet2.runtime import engines, sessions
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from test_infer import STANDINS, H, W, expected_flow, tiny_model  # noqa: E402
@@ -83,6 +83,28 @@ def test_wrong_combinations_are_refused(tmp_path):
         sessions.open_model(str(tmp_path / "nothing.pth"))
     with pytest.raises(Flownet2Error, match=r"gone\.onnx: model file does not exist"):
         sessions.open_model(str(tmp_path / "gone.onnx"))
+
+
+def test_one_engine_per_model_kind(tmp_path):
+    assert engines.engine_for("m.onnx").name == "onnxruntime" and engines.engine_for("m.onnx").static
+    assert engines.engine_for(tmp_path / "m.om").name == "ascend" and engines.engine_for("m.om").handed_over
+    for model in ("FlowNet2_checkpoint.pth.tar", "stand-in:0", "stand-in:css:0"):
+        assert engines.engine_for(model).name == "torch" and not engines.engine_for(model).static
+    assert engines.engine_for("m.onnx", backend="onnxruntime").name == "onnxruntime"
+    with pytest.raises(Flownet2Error, match=r"^m\.onnx: PyTorch runs a checkpoint or stand-in:SEED; an \.onnx "
+                                            r"runs on ONNX Runtime$"):
+        engines.engine_for("m.onnx", backend="torch")
+    with pytest.raises(Flownet2Error, match=r"^stand-in:0: ONNX Runtime runs \.onnx models; a checkpoint or "
+                                            r"stand-in:SEED runs on PyTorch$"):
+        sessions.open_model("stand-in:0", backend="onnxruntime")
+
+
+def test_an_engine_opens_with_the_keywords_it_takes(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(sessions, "open_onnx", lambda model, **kw: seen.setdefault(model, kw))
+    model = tiny_model(tmp_path / "tiny.onnx", batch=1)
+    sessions.open_model(model, batch_size=4, size=(64, 64), device=3)
+    assert seen == {model: {"device": 3, "emulate": None}}  # an .onnx has its own size and batch
 
 
 def test_emulate_runs_the_rewritten_model_unoptimised(tmp_path, pair, monkeypatch):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from sintel_mini import MINI, needs_mini
 
-from flownet2.data import sintel
+from flownet2.data import images, sintel
 from flownet2.data.flo import write_flo
 from flownet2.errors import Flownet2Error
 from flownet2.sizes import model_size
@@ -82,20 +82,20 @@ def test_scene_filter_and_bad_arguments(tmp_path):
 def test_read_rgb_drops_alpha_and_expands_grey(tmp_path):
     rgba = np.random.default_rng(1).integers(0, 256, (3, 5, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    assert np.array_equal(sintel.read_rgb(tmp_path / "a.png"), rgba[..., :3])
+    assert np.array_equal(images.read_rgb(tmp_path / "a.png"), rgba[..., :3])
     Image.fromarray(rgba[..., 0], "L").save(tmp_path / "g.png")
-    grey = sintel.read_rgb(tmp_path / "g.png")
+    grey = images.read_rgb(tmp_path / "g.png")
     assert grey.shape == (3, 5, 3) and (grey == rgba[..., :1]).all()
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(Flownet2Error, match="bad.png"):
-        sintel.read_rgb(tmp_path / "bad.png")
+        images.read_rgb(tmp_path / "bad.png")
 
 
 def test_normalise_matches_per_pixel_loop():
     rng = np.random.default_rng(2)
     img1 = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
     img2 = rng.integers(0, 256, (6, 9, 3), dtype=np.uint8)
-    x1, x2 = sintel.normalise_pair(img1, img2)
+    x1, x2 = images.normalise_pair(img1, img2)
     assert x1.shape == (3, 6, 9) and x1.dtype == np.float32
     for c in range(3):
         total = 0
@@ -120,7 +120,7 @@ def test_model_size():
 
 def test_pad_puts_zeros_bottom_right_and_unpad_crops():
     x = np.random.default_rng(3).normal(size=(3, 5, 7)).astype(np.float32)
-    padder = sintel.InputPadder((5, 7), (64, 64), "pad")
+    padder = images.InputPadder((5, 7), (64, 64), "pad")
     out = np.full((3, 64, 64), 9, np.float32)  # a dirty batch slot: pad must overwrite it all
     padder.pad(x, out=out)
     assert np.array_equal(out[:, :5, :7], x)
@@ -132,7 +132,7 @@ def test_pad_puts_zeros_bottom_right_and_unpad_crops():
 @pytest.mark.parametrize("src,dst", [((5, 7), (64, 64)), ((60, 100), (64, 128)), ((70, 40), (64, 64))])
 def test_resize_matches_torch_bilinear(src, dst):
     x = np.random.default_rng(5).normal(size=(3,) + src).astype(np.float32)
-    ours = sintel.resize_bilinear(x, *dst)
+    ours = images.resize_bilinear(x, *dst)
     ref = F.interpolate(torch.from_numpy(x)[None], size=dst, mode="bilinear",
                         align_corners=False)[0].numpy()
     assert ours.shape == (3,) + dst
@@ -141,7 +141,7 @@ def test_resize_matches_torch_bilinear(src, dst):
 
 def test_resize_unpad_rescales_a_constant_flow():
     # a model-size flow of (8, -4) px at 128x192 means (8 * 100/192, -4 * 60/128) px at 60x100
-    padder = sintel.InputPadder((60, 100), (128, 192), "resize")
+    padder = images.InputPadder((60, 100), (128, 192), "resize")
     flow = np.stack([np.full((128, 192), 8.0), np.full((128, 192), -4.0)]).astype(np.float32)
     back = padder.unpad(flow)
     assert back.shape == (2, 60, 100)
@@ -153,4 +153,4 @@ def test_resize_unpad_rescales_a_constant_flow():
 
 def test_unknown_mode_refused():
     with pytest.raises(Flownet2Error, match="unknown resize mode"):
-        sintel.InputPadder((5, 5), (64, 64), "crop")
+        images.InputPadder((5, 5), (64, 64), "crop")

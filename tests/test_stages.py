@@ -66,3 +66,13 @@ def test_command_line_check_and_record(tmp_path):
     assert run("check", *args).returncode == 0
     src.write_text("b")
     assert run("check", *args).stdout.strip() == f"{src} changed since its last run"
+
+
+def test_tools_are_the_engines(monkeypatch):
+    from flownet2.runtime import engines
+
+    monkeypatch.setattr(engines, "find_atc", lambda: None)
+    assert stages.missing_tools("ascend")[0].startswith("atc not found (not on PATH, no CANN set_env.sh)")
+    assert stages.missing_tools("torch") == []
+    monkeypatch.setattr(engines, "find_atc", lambda: "/opt/atc")
+    assert not any(line.startswith("atc") for line in stages.missing_tools("ascend"))

@@ -19,7 +19,7 @@ import pytest
 import torch
 from sintel_mini import MINI_DIR
 
-from flownet2.data.sintel import normalise_pair, read_rgb
+from flownet2.data.images import normalise_pair, read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 PATCH = ROOT / "flownet2.patch"

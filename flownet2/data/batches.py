@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, digest, file_digest, folder_lock, remove_temporaries
 from ..sizes import check_batch_size, check_input_size, model_size
-from . import datasets, sintel
+from . import datasets, images, sintel
 
 FORMAT = "flownet2-batches"
 VERSION = 3  # 2: sha256 of every source read ("sources") and every file written ("digests");
@@ -43,7 +43,7 @@ def _pair_size(pair):
     """The pair's (h, w), after checking both frames, the flow and its masks agree on it (headers
     only: a bad file is refused before anything is written)."""
     size = datasets.flow_size(pair.flow)
-    for what, path, found in [("frame", p, sintel.image_size(p)) for p in (pair.image1, pair.image2)] + \
+    for what, path, found in [("frame", p, images.image_size(p)) for p in (pair.image1, pair.image2)] + \
             [("mask", p, s) for p, s in datasets.mask_sizes(pair).items()]:
         if found != size:
             raise Flownet2Error(f"{path}: {what} is {found[1]}x{found[0]} but its flow {pair.flow} "
@@ -55,20 +55,20 @@ def _masks(pair):
     return ["valid"] + (["noc"] if pair.flow_noc or pair.occlusions else []) + (["fg"] if pair.obj_map else [])
 
 
-def _fit(size, model, resize_mode):
+def _fit(size, model, size_mode):
     """How a frame of `size` reaches the model size: zeros added, or the resize factors."""
     (h, w), (height, width) = size, model
-    if resize_mode == "pad":
+    if size_mode == "pad":
         return {"mode": "pad", "bottom": height - h, "right": width - w}
     return {"mode": "resize", "scale_y": height / h, "scale_x": width / w}
 
 
-def _model_size(sizes, size, resize_mode, pairs):
+def _model_size(sizes, size, size_mode, pairs):
     """The one static model size of the run: `size`, or the next multiples of 64 above the
     largest frame; in pad mode every frame must fit inside it."""
     model = tuple(size) if size else model_size(max(s[0] for s in sizes), max(s[1] for s in sizes))
     check_input_size(*model)
-    if resize_mode == "pad":
+    if size_mode == "pad":
         for pair, (h, w) in zip(pairs, sizes):
             if h > model[0] or w > model[1]:
                 raise Flownet2Error(f"{pair.image1}: frame is {h}x{w}, larger than the model size "
@@ -76,19 +76,19 @@ def _model_size(sizes, size, resize_mode, pairs):
     return model
 
 
-def plan(pairs, batch_size, resize_mode, dataset, pass_name, *, dataset_type="sintel", size=None, split=None):
-    """The manifest for `pairs` (a list of sintel.Pair): batch and slot of each, sizes, protocol.
+def plan(pairs, batch_size, size_mode, dataset, pass_name, *, dataset_type="sintel", size=None, split=None):
+    """The manifest for `pairs` (a list of images.Pair): batch and slot of each, sizes, protocol.
     `dataset`: the layout's root folder; `size`: (H, W) or None (from the frames)."""
     check_batch_size(batch_size, len(pairs) or None)
-    sintel.check_resize_mode(resize_mode)
+    images.check_size_mode(size_mode)
     sizes = [_pair_size(p) for p in tqdm(pairs, desc="checking sizes", unit="pair")]
     sources = source_digests(pairs)
     # one static model size for the whole run: the exported model has fixed input dims
-    model = _model_size(sizes, size, resize_mode, pairs)
+    model = _model_size(sizes, size, size_mode, pairs)
     entries = [{
         "index": i, "scene": p.scene, "frame": p.frame, "name": p.name,
         "batch": i // batch_size, "slot": i % batch_size, "size": list(size),
-        "fit": _fit(size, model, resize_mode),
+        "fit": _fit(size, model, size_mode),
         "image1": p.image1, "image2": p.image2, "flow": p.flow,
         "occlusions": p.occlusions, "invalid": p.invalid, "flow_noc": p.flow_noc, "obj_map": p.obj_map,
         "gt": f"gt/{i}.bin", "mask": f"mask/{i}.bin", "masks": _masks(p),
@@ -103,7 +103,7 @@ def plan(pairs, batch_size, resize_mode, dataset, pass_name, *, dataset_type="si
         "format": FORMAT, "version": VERSION, "complete": False,
         "dataset": os.path.abspath(dataset), "dataset_type": dataset_type,
         "pass": pass_name if dataset_type == "sintel" else None, "split": split,
-        "resize_mode": resize_mode,
+        "resize_mode": size_mode,  # the manifest keeps its key
         "normalisation": NORMALISATION, "batch_size": batch_size,
         "num_pairs": len(pairs), "num_batches": len(batches), "model_size": list(model),
         "image_layout": "float32 (batch_size, 3, H, W), C order, RGB",
@@ -321,7 +321,7 @@ def frame_reader():
         if path not in recent:
             if len(recent) >= 2:
                 recent.pop(next(iter(recent)))
-            recent[path] = sintel.read_rgb(path)
+            recent[path] = images.read_rgb(path)
         return recent[path]
     return read
 
@@ -335,7 +335,7 @@ def _read_frames(entry, read):
     return img1, img2
 
 
-def batch_arrays(manifest, batch, read=sintel.read_rgb):
+def batch_arrays(manifest, batch, read=images.read_rgb):
     """(x1, x2) of one batch entry, each (bs, 3, H, W) float32, filler slots repeating."""
     bs, (height, width) = manifest["batch_size"], manifest["model_size"]
     x1 = np.empty((bs, 3, height, width), np.float32)
@@ -346,9 +346,9 @@ def batch_arrays(manifest, batch, read=sintel.read_rgb):
             x1[slot], x2[slot] = x1[first_slot[i]], x2[first_slot[i]]
             continue
         entry = manifest["pairs"][i]
-        padder = sintel.InputPadder(entry["size"], (height, width), manifest["resize_mode"])
+        padder = images.InputPadder(entry["size"], (height, width), manifest["resize_mode"])
         # pad mode normalises straight into the batch slot's corner: no extra copy
-        a, b = sintel.normalise_pair(*_read_frames(entry, read), padder.corner(x1[slot]),
+        a, b = images.normalise_pair(*_read_frames(entry, read), padder.corner(x1[slot]),
                                      padder.corner(x2[slot]))
         padder.pad(a, out=x1[slot])
         padder.pad(b, out=x2[slot])
@@ -419,10 +419,10 @@ def write_batches(output, manifest, intact=None):
     return written, kept
 
 
-def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resize_mode=None,
+def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, size_mode=None,
                strict=False, warn=None, *, dataset_type=None, size=None, split_file=None):
     """Find the pairs, plan, write. `warn(line)` receives the missing-frames warning.
-    `dataset_type`: None recognises the layout; `size` (H, W) and `resize_mode`: None takes the
+    `dataset_type`: None recognises the layout; `size` (H, W) and `size_mode`: None takes the
     dataset's defaults (datasets.DEFAULT_SIZE / DEFAULT_MODE)."""
     kind, root, pairs, skipped, split = datasets.find_pairs(dataset, dataset_type, pass_name=pass_name,
                                                             scenes=scenes, split_file=split_file)
@@ -434,7 +434,7 @@ def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, resi
             warn(sintel.skipped_message(skipped))
     if kind == "chairs" and split is None and warn is not None:
         warn(f"{root}: no --split-file: all {len(pairs)} FlyingChairs pairs, not a validation split")
-    manifest = plan(pairs, batch_size, resize_mode or datasets.DEFAULT_MODE.get(kind, "pad"), root, pass_name,
+    manifest = plan(pairs, batch_size, size_mode or datasets.DEFAULT_MODE.get(kind, "pad"), root, pass_name,
                     dataset_type=kind, size=size or datasets.DEFAULT_SIZE.get(kind), split=split)
     # one writer per folder: two runs at once would leave a mix of both runs' batch files
     with folder_lock(output, "another preprocess run"):

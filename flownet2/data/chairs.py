@@ -11,7 +11,8 @@ import re
 
 from ..errors import Flownet2Error
 from ..fileio import file_digest
-from .sintel import Pair, frame_pairs
+from .images import Pair
+from .sintel import frame_pairs
 
 _FRAME = re.compile(r"^(\d+)_img1\.ppm$")
 TRAIN, VALIDATION = "1", "2"

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ..errors import Flownet2Error
-from . import chairs, kitti, middlebury, sintel
+from . import chairs, images, kitti, middlebury, sintel
 from .flo import read_flo_size, unknown_mask
 from .flow_formats import read_flow
 from .kitti_png import png_header, read_kitti_flow, read_kitti_flow_size
@@ -148,7 +148,7 @@ def read_ground_truth(pair):
         _check_shape(get("flow_noc"), noc, valid.shape)
         noc &= valid
     elif get("occlusions"):
-        occ = sintel.read_mask(get("occlusions"))
+        occ = images.read_mask(get("occlusions"))
         _check_shape(get("occlusions"), occ, valid.shape)
         noc = valid & ~occ
     if get("obj_map"):

@@ -2,7 +2,7 @@
 
 A source is two image files, a folder of frames (natural sort: frame_2 before frame_10) or a video
 decoded as a stream (PyAV, FFmpeg's libraries); consecutive frames make the pairs. Frames reach the
-model's size through `sintel.InputPadder` (pad, or bilinear resize with u, v rescaled on the way
+model's size through `images.InputPadder` (pad, or bilinear resize with u, v rescaled on the way
 back), so there is one rule for sizes across the toolkit. The flow video is written here too.
 """
 import contextlib
@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, natural_sorted
 from .. import sizes
-from . import sintel
+from . import images
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -64,7 +64,7 @@ class FrameSource:
             yield from _video_frames(self.path, self.size)
             return
         for path in self.files:
-            yield sintel.read_rgb(path)
+            yield images.read_rgb(path)
 
 
 def open_source(inputs):
@@ -92,9 +92,9 @@ def open_source(inputs):
 
 
 def _image_source(path, files, kind):
-    size = sintel.image_size(files[0])
+    size = images.image_size(files[0])
     for f in files[1:]:  # headers only: a mismatch is found before any pixel is decoded
-        other = sintel.image_size(f)
+        other = images.image_size(f)
         if other != size:
             raise Flownet2Error(f"{f}: frame is {other[0]}x{other[1]}, {files[0]} is "
                                 f"{size[0]}x{size[1]}; all frames must have one size")
@@ -166,7 +166,7 @@ def check_size(source, model_size, mode):
         raise Flownet2Error(f"{source.path}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
                             f"resize them instead of padding, or export a model for this size "
                             f"(`Flownet2_pth2onnx.py --height {fit_h} --width {fit_w}`)")
-    return sintel.InputPadder(source.size, model_size, mode)
+    return images.InputPadder(source.size, model_size, mode)
 
 
 def check_video_out(path):

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import Flownet2Error
-from .sintel import Pair, frame_pairs
+from .images import Pair
+from .sintel import frame_pairs
 
 FRAMES = {"kitti2015": "image_2", "kitti2012": "colored_0"}
 _KITTI_FRAME = re.compile(r"^(\d{6})_10\.png$")

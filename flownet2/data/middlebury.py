@@ -5,7 +5,7 @@ above 1e9 are unknown (stored as 1e10); flownet2.data.flo reads them as they are
 import os
 import re
 
-from .sintel import Pair
+from .images import Pair
 
 _FLOW = re.compile(r"^flow(\d+)\.flo$")
 

@@ -87,20 +87,42 @@ def is_stand_in(label):
     return label is not None and label.startswith("stand-in")
 
 
+def model_kind(model):
+    """What kind of model `model` names: "onnx", "om" (by extension), else "torch" (a checkpoint file or
+    stand-in:SEED). The lowest layer's view; runtime/engines.py maps each kind to the engine that runs it."""
+    model = os.fspath(model)
+    for kind, extension in MODEL_EXTENSIONS.items():
+        if model.endswith(extension):
+            return kind
+    return "torch"
+
+
+def _onnx_label(model_path):
+    if not os.path.exists(model_path):
+        return None
+    import onnx
+
+    model = onnx.load(model_path, load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == KEY:
+            return prop.value
+    return None
+
+
+def _om_label(model_path):
+    sidecar = model_path + ".weights"  # an .om keeps no metadata: atc.sh writes the label beside it
+    if os.path.exists(sidecar):
+        with open(sidecar) as f:
+            return f.read().strip() or None
+    return None
+
+
+MODEL_EXTENSIONS = {"onnx": ".onnx", "om": ".om"}  # file kinds that carry their own label
+_LABEL_READERS = {"onnx": _onnx_label, "om": _om_label}
+
+
 def weights_label(model_path):
     """The label recorded for `model_path` (.onnx metadata or .om sidecar), or None if unknown."""
     model_path = os.fspath(model_path)
-    if model_path.endswith(".om"):
-        sidecar = model_path + ".weights"
-        if os.path.exists(sidecar):
-            with open(sidecar) as f:
-                return f.read().strip() or None
-        return None
-    if model_path.endswith(".onnx") and os.path.exists(model_path):
-        import onnx
-
-        model = onnx.load(model_path, load_external_data=False)
-        for prop in model.metadata_props:
-            if prop.key == KEY:
-                return prop.value
-    return None
+    reader = _LABEL_READERS.get(model_kind(model_path))
+    return reader(model_path) if reader else None

@@ -1,1 +1,2 @@
-"""Opening and running a model: ONNX Runtime, PyTorch, ais_bench; the ais_bench-compatible runner and the pairs -> flow loop."""
+"""Opening and running a model: the engine table, sessions (ONNX Runtime, PyTorch, ais_bench), the
+ais_bench-compatible run and hand-over, and the pairs -> flow loop."""

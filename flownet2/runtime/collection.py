@@ -25,6 +25,8 @@ from ..errors import Flownet2Error
 from ..fileio import atomic_save, folder_lock, natural_sorted, remove_temporaries
 from ..sizes import model_size
 from . import predict
+from .engines import engine_for
+from .outputs import Outputs
 
 MARKER = ".flownet2_done.json"
 SETTINGS_FILE = ".flownet2_collection.json"
@@ -63,6 +65,10 @@ class Settings:
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
+
+    def outputs(self):
+        """What each video's prediction writes (no ground truth or flow video in a collection)."""
+        return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius)
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
@@ -176,13 +182,13 @@ class Worker:
         from .sessions import open_model
 
         self.settings, self.opener = settings, opener or open_model
-        self.fmt = settings.flow_format()
+        self.outputs = settings.outputs()
         self.sessions = OrderedDict()
         self.loads = 0
 
     def session(self, source):
-        static = self.settings.model.endswith((".onnx", ".om"))  # one input size, whatever the frames
-        key = None if static else model_size(*source.size)
+        # a static model has one input size, whatever the frames
+        key = None if engine_for(self.settings.model).static else model_size(*source.size)
         if key not in self.sessions:
             s = self.settings
             try:
@@ -246,8 +252,8 @@ class Worker:
             raise Flownet2Error(f"{job.video}: not a video")
         session = self.session(source)
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
-        result = predict.predict(session, source, output=output, size_mode=s.size_mode, png=s.png,
-                                 radius=s.radius, progress=False, fmt=self.fmt, rgb=s.rgb)
+        result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
+                                 progress=False)
         return result, getattr(session, "label", None)
 
 

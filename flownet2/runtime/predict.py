@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..data import frames, sintel
+from ..data import frames, images
 from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
 from ..fileio import save_png
 from ..score import metrics, visualize
+from .outputs import Outputs
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
@@ -62,21 +63,21 @@ def remove_video_outputs(folder):
     return old
 
 
-def check_pictures(png, fmt):
+def check_pictures(outputs):
     """Pictures beside the flow files need names of their own: not with KITTI's .png flow."""
-    if png and fmt.kind == "kitti":
+    if outputs.png and outputs.fmt.kind == "kitti":
         raise Flownet2Error("pictures (.png) and KITTI flow (.png) would share names; "
                             "choose one, or another format")
 
 
-def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force=False, fmt=None, rgb=False):
+def prepare_outputs(source, output, outputs, *, force=False):
     """Refuse, before any work, outputs that exist (unless `force`) and ground truth that does not.
 
     A video's pairs are counted only as it decodes: its subfolder must hold none of our files, and
     with `force` the old ones go first, so a shorter clip leaves no stale pair behind.
     """
-    fmt = fmt or FlowFormat()
-    check_pictures(png, fmt)
+    fmt, video, gt_dir = outputs.fmt, outputs.video, outputs.gt_dir
+    check_pictures(outputs)
     if video:
         frames.check_video_out(video)
     existing = [video] if video and os.path.exists(video) else []
@@ -90,7 +91,7 @@ def prepare_outputs(source, output, *, png=False, video=None, gt_dir=None, force
         for i in range(source.pair_count):
             name = source.pair_name(i)
             paths = [os.path.join(output, f) for f in fmt.files(name, i)] + [picture_path(source, output, i)]
-            paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if rgb]
+            paths += [os.path.join(output, fmt.frame_file(name, n)) for n in (i, i + 1) if outputs.rgb]
             existing += [p for p in dict.fromkeys(paths) if os.path.exists(p)]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -118,7 +119,7 @@ def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None)
                 x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
             slot = n % batch_size
             # normalise straight into the slot's corner (pad mode), as the preprocess does
-            a, b = sintel.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
+            a, b = images.normalise_pair(previous, frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
             padder.pad(a, out=x1[slot])
             padder.pad(b, out=x2[slot])
             kept.append(previous if keep_frames else None)
@@ -174,29 +175,60 @@ class _Stages:
 
 
 class _Writer:
-    """Everything done with one pair's flow: the flow file(s), EPE, picture, video frame."""
+    """Everything done with one pair's flow, by name: the flow file(s), EPE, picture, video frame; and
+    with each frame as it decodes: the rgb frame files. A new output is one entry and its function."""
 
-    def __init__(self, source, padder, output, *, fmt, png, write_video, gt_dir, radius, result, bar, weights):
-        self.source, self.padder, self.output, self.fmt = source, padder, output, fmt
+    def __init__(self, source, padder, output, outputs, *, write_video, result, bar, weights):
+        self.source, self.padder, self.output, self.outputs = source, padder, output, outputs
+        self.fmt, self.gt_dir = outputs.fmt, outputs.gt_dir
         self.weights = weights  # named on the pictures when they are stand-ins
-        self.png, self.write_video, self.gt_dir = png, write_video, gt_dir
+        self.write_video = write_video
         self.result, self.bar = result, bar
-        self.result.radius = radius
+        self.result.radius = outputs.radius
+        # name -> function of one pair, run in this order ("epe" reads the ground truth the pictures show)
+        self.per_pair = {"flow": self._flow}
+        if self.gt_dir:
+            self.per_pair["epe"] = self._epe
+        if outputs.png:
+            self.per_pair["png"] = self._png
+        if write_video:
+            self.per_pair["video"] = self._video
+        self.per_frame = {"rgb": self._rgb} if outputs.rgb else {}  # name -> function of one decoded frame
+        self.frame_name = source.pair_name(0)  # a video's frames go beside its first pair's flow
 
     def pair(self, i, model_flow, frame):
-        flow = self.padder.unpad(model_flow).transpose(1, 2, 0)  # (h, w, 2) at the frame's size
-        self.fmt.write(self.output, self.source.pair_name(i), i, flow)
-        gt = self._gt(i, flow) if self.gt_dir else None
-        if self.png or self.write_video:
-            if self.result.radius is None:  # one radius for the whole sequence: the first pair's
-                self.result.radius = visualize.flow_radius(flow if gt is None else gt)
-            picture = visualize.side_by_side(frame, flow, gt, radius=self.result.radius, weights=self.weights)
-            if self.png:
-                save_png(picture_path(self.source, self.output, i), picture)
-            if self.write_video:
-                self.write_video(picture)
+        done = {"flow": self.padder.unpad(model_flow).transpose(1, 2, 0), "frame": frame, "gt": None}
+        for write in self.per_pair.values():  # (h, w, 2) flow at the frame's size
+            write(i, done)
         self.result.pairs += 1
         self.bar.update(1)
+
+    def frame(self, n, frame):
+        for write in self.per_frame.values():
+            write(n, frame)
+
+    def _flow(self, i, done):
+        self.fmt.write(self.output, self.source.pair_name(i), i, done["flow"])
+
+    def _epe(self, i, done):
+        done["gt"] = self._gt(i, done["flow"])
+
+    def _picture(self, done):
+        if "picture" not in done:
+            if self.result.radius is None:  # one radius for the whole sequence: the first pair's
+                self.result.radius = visualize.flow_radius(done["flow"] if done["gt"] is None else done["gt"])
+            done["picture"] = visualize.side_by_side(done["frame"], done["flow"], done["gt"],
+                                                     radius=self.result.radius, weights=self.weights)
+        return done["picture"]
+
+    def _png(self, i, done):
+        save_png(picture_path(self.source, self.output, i), self._picture(done))
+
+    def _video(self, i, done):
+        self.write_video(self._picture(done))
+
+    def _rgb(self, n, frame):
+        write_jpeg(os.path.join(self.output, self.fmt.frame_file(self.frame_name, n)), frame)
 
     def _gt(self, i, flow):
         path = gt_path(self.source, self.gt_dir, i, self.fmt)
@@ -213,27 +245,25 @@ class _Writer:
         return gt
 
 
-def predict(session, source, *, output, size_mode="resize", png=False, video=None, gt_dir=None,
-            radius=None, fps=None, progress=True, fmt=None, rgb=False):
+def predict(session, source, *, output, outputs=None, size_mode="resize", progress=True):
     """Run every consecutive pair of `source` through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
-    `sessions.open_model` gives. `fmt`: a FlowFormat (default .flo); `rgb`: every frame also as
-    mmaction2's img_N.jpg beside the flow. Call `prepare_outputs` first.
+    `sessions.open_model` gives. `outputs`: what is written beside the flow (an Outputs; default: .flo
+    files only). Call `prepare_outputs` first.
     """
-    fmt = fmt or FlowFormat()
+    outputs = outputs or Outputs()
     padder = frames.check_size(source, session.size, size_mode)
     result = Result()
     stages = _Stages()
     to_model, to_writer = queue.Queue(QUEUED_BATCHES), queue.Queue(QUEUED_BATCHES)
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
-    with bar, _maybe_video(video, fps or source.fps) as write_video:
-        writer = _Writer(source, padder, output, fmt=fmt, png=png, write_video=write_video, gt_dir=gt_dir,
-                         radius=radius, result=result, bar=bar, weights=getattr(session, "label", None))
-        name = source.pair_name(0)
-        on_frame = (lambda n, frame: write_jpeg(os.path.join(output, fmt.frame_file(name, n)), frame)) if rgb else None
-        batches = _batches(source, padder, session.batch_size, session.size, png or bool(video), on_frame)
+    with bar, _maybe_video(outputs.video, outputs.fps or source.fps) as write_video:
+        writer = _Writer(source, padder, output, outputs, write_video=write_video, result=result, bar=bar,
+                         weights=getattr(session, "label", None))
+        on_frame = writer.frame if writer.per_frame else None
+        batches = _batches(source, padder, session.batch_size, session.size, outputs.pictures, on_frame)
 
         def read():
             for batch in batches:

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import Flownet2Error
 from ..model.provenance import KEY as WEIGHTS_KEY
 from ..model.provenance import stand_in_spec, weights_label
+from .engines import engine_for
 
 DEFAULT_SIZE = (448, 1024)  # Sintel's 436 x 1024 padded to a multiple of 64
 AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (ais_bench and aclruntime) from "
@@ -30,34 +31,32 @@ AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (a
 EMULATIONS = ("fp16", "bf16")
 
 
-def open_model(model: str, *, batch_size: int | None = None, size: tuple[int, int] | None = None,
-               precision: str = "fp32", device: int = 0, torch_mode: str = "eager", emulate: str | None = None,
-               unsafe_pickle: bool = False):
+def open_model(model: str, *, backend: str | None = None, batch_size: int | None = None,
+               size: tuple[int, int] | None = None, precision: str = "fp32", device: int = 0,
+               torch_mode: str = "eager", emulate: str | None = None, unsafe_pickle: bool = False):
     """A session for `model`: an .onnx, an .om, a checkpoint file (of any FlowNet2 family member, told by
-    its keys), "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0).
+    its keys), "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0), on the engine that runs it
+    (runtime/engines.py); `backend`, when given, must name that engine.
 
     batch_size and size (H, W) shape a PyTorch model (default 1 and 448 x 1024); an .onnx or .om has
     its own, which the session reports. precision (fp32, tf32, fp16, bf16) is the PyTorch sub-network
     precision; emulate ("fp16" or "bf16") runs an .onnx with every stored value rounded to that type.
     """
     model = os.fspath(model)
-    if emulate is not None and not model.endswith(".onnx"):
+    engine = engine_for(model, backend)
+    if emulate is not None and not engine.emulates:
         raise Flownet2Error(f"{model}: precision emulation runs .onnx models only")
-    if model.endswith((".onnx", ".om")):
+    if engine.static:
         if precision != "fp32":
             raise Flownet2Error(f"{model}: precision {precision} applies to PyTorch models; an exported model "
                                 "runs in the precision it was built for")
         if not os.path.isfile(model):
             raise Flownet2Error(f"{model}: model file does not exist")
-        if model.endswith(".om"):
-            return OmSession(model, device=device)
-        return open_onnx(model, device=device, emulate=emulate)
-    if stand_in_spec(model) is None and not os.path.isfile(model):
+    elif stand_in_spec(model) is None and not os.path.isfile(model):
         raise Flownet2Error(f"{model}: model file does not exist (an .onnx, an .om, a checkpoint, stand-in:SEED "
                             "or stand-in:MEMBER:SEED)")
-    return open_torch(model, batch_size=batch_size or 1,
-                      size=size or DEFAULT_SIZE, precision=precision, device=device, torch_mode=torch_mode,
-                      unsafe_pickle=unsafe_pickle)
+    return engine.open(model, batch_size=batch_size or 1, size=size or DEFAULT_SIZE, precision=precision,
+                       device=device, torch_mode=torch_mode, emulate=emulate, unsafe_pickle=unsafe_pickle)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime

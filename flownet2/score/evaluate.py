@@ -12,7 +12,7 @@ import os
 import numpy as np
 from tqdm import tqdm
 
-from ..data import sintel
+from ..data import images
 from ..data.batches import gt_bytes, load_manifest, mask_bytes, unpack_masks
 from ..data.flo import write_flo
 from ..errors import Flownet2Error
@@ -171,7 +171,7 @@ def iter_pairs(manifest, predictions, gts):
     """
     for b in manifest["batches"]:
         for entry, prediction, gt, masks in _load_batch(manifest, b, predictions[b["batch"]], gts):
-            padder = sintel.InputPadder(entry["size"], manifest["model_size"], manifest["resize_mode"])
+            padder = images.InputPadder(entry["size"], manifest["model_size"], manifest["resize_mode"])
             yield entry, padder.unpad(prediction).transpose(1, 2, 0), gt, masks
 
 
@@ -188,7 +188,7 @@ def evaluate(manifest, predictions, gts, *, vis_dir=None, vis_count=None, save_f
                                            fg=masks.get("fg"), rules=rules))
         rows.append(row)
         if vis_dir and (vis_count is None or n < vis_count):
-            picture = visualize.side_by_side(sintel.read_rgb(entry["image1"]), flow, gt, weights=weights)
+            picture = visualize.side_by_side(images.read_rgb(entry["image1"]), flow, gt, weights=weights)
             save_png(os.path.join(vis_dir, f"{entry['scene']}_{entry['name']}.png"), picture)
         if save_flo_dir:
             write_flo(os.path.join(save_flo_dir, manifest["pass"] or manifest["dataset_type"], entry["scene"],

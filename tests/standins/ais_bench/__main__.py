@@ -19,7 +19,7 @@ import sys
 import time
 
 from flownet2.errors import Flownet2Error
-from flownet2.runtime import infer
+from flownet2 import infer
 
 
 def _bool(text):
@@ -114,7 +114,7 @@ def share_inputs(input_arg, n_inputs, jobs):
 
 
 def run_one(args, om, received):
-    """One device: flownet2.runtime.infer on the ONNX, then the summary as ais_bench writes it."""
+    """One device: flownet2.infer on the ONNX, then the summary as ais_bench writes it."""
     batch = next(iter(om["input_shape"].values()))[0]
     if args.output is not None and args.output_dirname is None:
         args.output_dirname = time.strftime("%Y_%m_%d-%H_%M_%S")  # ais_bench's date_time folder
