@@ -15,10 +15,9 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2.cli import parse, run_main
+from flownet2.cli import add_precision, parse, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
-from flownet2.model import provenance
 from flownet2.runtime import collection, predict
 from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
@@ -63,8 +62,7 @@ def parse_args(argv):
     p.add_argument("--gt", metavar="DIR", help="ground truth of the same names (.flo, KITTI .png, .npy; or "
                    "flow_x_N.jpg by number): EPE per pair")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (a collection: redo every video)")
-    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"), default="fp32",
-                   help="PyTorch models: sub-network precision (default fp32)")
+    add_precision(p, default="fp32", help="PyTorch models: sub-network precision (default fp32)")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
     args = parse(p, argv)
     if args.batch_size is not None and args.batch_size < 1:
@@ -140,12 +138,10 @@ def run_collection(args, jobs, found):
 
 def report(args, result, label):
     if args.gt:
-        # a stand-in EPE must never be read without its warning, whichever line a reader greps
-        banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(label) else []
         suffix = {"flo": ".flo", "kitti": ".png", "npy": ".npy"}.get(args.format, "")
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
-        print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
+        print_between_banners(lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"], label)
     wrote = [f"{result.pairs} .{args.format}" + (" + .png" if args.png else "") + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")

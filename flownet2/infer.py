@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from .cli import parse, run_main
+from .cli import add_precision, parse, run_main
 from .errors import Flownet2Error
 from .runtime.ais_bench_handover import hand_over_to_ais_bench, typed_model
 from .runtime.engines import ENGINES, engine_for
@@ -79,9 +79,8 @@ def parse_args(argv):
     # Not in ais_bench: this runner's own backends.
     p.add_argument("--backend", choices=[e.name for e in ENGINES.values() if not e.handed_over],
                    help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch)")
-    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"),
-                   help="torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
-                        "bf16 on a CPU with AVX512_BF16 or AMX)")
+    add_precision(p, help="torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
+                     "bf16 on a CPU with AVX512_BF16 or AMX)")
     p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"),
                    help="torch: eager, one CUDA graph (default on CUDA), or torch.compile (cached)")
     p.add_argument("--model_size", type=_size, default=DEFAULT_SIZE,
