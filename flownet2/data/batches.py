@@ -463,6 +463,5 @@ def size_fix(batch_file, model_shape):
     batch = manifest["batch_size"]
     return (f"the batches ({manifest_path}) are {height}x{width}, batch {batch}, the model "
             f"{model_height}x{model_width}, batch {model_batch}: export the model with `Flownet2_pth2onnx.py "
-            f"--batch_size {batch} --height {height} --width {width}` (a checkpoint on the runner: "
-            f"`--model_size {height},{width}`), or preprocess with `Flownet2_preprocess.py --size "
-            f"{model_height}x{model_width} --batch_size {model_batch}`")
+            f"--batch_size {batch} --height {height} --width {width}`, or preprocess with "
+            f"`Flownet2_preprocess.py --size {model_height}x{model_width} --batch_size {model_batch}`")
