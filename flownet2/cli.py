@@ -38,22 +38,33 @@ def print_between_banners(lines, weights, *, more=()):
     print("\n".join(banner + list(lines) + banner))
 
 
-def add_spelling_aliases(parser):
-    """Accept every multi-word long option with either separator: --batch_size and --batch-size.
+def other_spellings(option):
+    """The spellings of a long option with the other separator: --batch_size -> --batch-size."""
+    body = option[2:]
+    return {"--" + body.replace("_", "-"), "--" + body.replace("-", "_")} - {option}
+
+
+def declared_spelling(parser, arg):
+    """`arg` with its flag spelled as the parser declares it: --batch-size -> --batch_size.
 
     The Ascend guide and ais_bench spell with underscores, our own flags with hyphens; a user who types
-    the other one should not be refused. Run on the finished parser, so flags added later are covered.
-    The aliases parse but stay out of --help, which keeps one spelling per flag."""
-    known = parser._option_string_actions
-    for action in parser._actions:
-        for option in action.option_strings:
-            if not option.startswith("--"):
-                continue
-            for other in ("--" + option[2:].replace("_", "-"), "--" + option[2:].replace("-", "_")):
-                known.setdefault(other, action)
-    return parser
+    the other one should not be refused. Rewriting the argument instead of adding aliases to the parser
+    keeps --help to one spelling per flag and keeps abbreviations unambiguous (--warmup alone would
+    otherwise match --warmup_count and --warmup-count)."""
+    if not isinstance(arg, str) or not arg.startswith("--") or len(arg) == 2:
+        return arg
+    name, eq, value = arg.partition("=")
+    declared = parser._option_string_actions
+    if any(option.startswith(name) for option in declared):
+        return arg
+    for other in other_spellings(name):
+        if any(option.startswith(other) for option in declared):
+            return other + eq + value
+    return arg
 
 
-def parse(parser, argv):
-    """parse_args with both spellings of every multi-word flag (add_spelling_aliases)."""
-    return add_spelling_aliases(parser).parse_args(argv)
+def parse(parser, argv=None):
+    """parse_args, taking every multi-word flag with either separator (declared_spelling)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    end = argv.index("--") if "--" in argv else len(argv)  # after "--" every word is a value
+    return parser.parse_args([declared_spelling(parser, a) for a in argv[:end]] + argv[end:])
