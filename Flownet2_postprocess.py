@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from flownet2.cli import print_between_banners, run_main
+from flownet2.cli import parse, print_between_banners, run_main
 from flownet2.data.chairs import describe_split
 from flownet2.score import evaluate
 from flownet2.score.custody import CustodyError
@@ -30,7 +30,7 @@ def parse_args(argv):
     p.add_argument("--unverified", action="store_true",
                    help="score predictions whose runner summary does not show they were made from the "
                         "manifest's batch files (e.g. another tool's output); the report says so")
-    return p.parse_args(argv)
+    return parse(p, argv)
 
 
 def main(argv=None):

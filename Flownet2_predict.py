@@ -19,7 +19,7 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2.cli import add_precision, print_between_banners, run_main
+from flownet2.cli import add_precision, parse, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
 from flownet2.model import provenance
@@ -67,7 +67,7 @@ def parse_args(argv):
     p.add_argument("--size-mode", choices=images.SIZE_MODES, default="resize",
                    help="how frames reach the model's size: bilinear resize (default, as the official Caffe "
                         "release; u, v rescaled back) or zero padding at the bottom/right")
-    p.add_argument("--batch_size", type=int, help="pairs per model run (a static model: its own batch size)")
+    p.add_argument("--batch-size", type=int, help="pairs per model run (a static model: its own batch size)")
     p.add_argument("--png", action="store_true", help="a labelled colour picture beside each .flo")
     p.add_argument("--video", metavar="OUT.mp4", help="a video of each first frame beside its flow")
     p.add_argument("--fps", type=Fraction, help="frame rate of --video (default: the source's, else 24)")
@@ -92,9 +92,9 @@ def parse_args(argv):
     add_precision(p, help="default: bf16 on a CPU with bf16 units (AVX512_BF16 or AMX), else fp32; fp32 is always "
                           "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.batch_size is not None and args.batch_size < 1:
-        p.error(f"--batch_size must be at least 1, got {args.batch_size}")
+        p.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.flow_radius is not None and not args.flow_radius > 0:
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
     if args.workers is not None and args.workers < 1:

@@ -9,7 +9,7 @@ Middlebury (other-data + other-gt-flow), FlyingChairs (data/ + --split-file for 
 import argparse
 import sys
 
-from flownet2.cli import run_main
+from flownet2.cli import parse, run_main
 from flownet2.data.batches import preprocess
 from flownet2.data.chairs import describe_split
 from flownet2.data.datasets import DEFAULT_MODE, DEFAULT_SIZE, TYPES
@@ -35,11 +35,11 @@ def parse_args(argv):
                    help=f"the model size, multiples of 64 (default: {_defaults()}; others: the next "
                         "multiples of 64 above the largest frame)")
     p.add_argument("--size-mode", "--resize-mode", dest="size_mode", choices=SIZE_MODES,
-                   help="pad: zeros bottom/right (Ascend guide; default but for KITTI); "
-                        "resize: bilinear, flow rescaled back (official Caffe release, mmflow, ptlflow; KITTI's default)")
+                   help="pad: zeros bottom/right (Ascend guide); resize: bilinear, flow rescaled back (official "
+                        "Caffe release, mmflow, ptlflow) (default: resize for KITTI 2012/2015, pad for the others)")
     p.add_argument("--split-file", help="FlyingChairs: FlyingChairs_train_val.txt; its validation pairs (2) are used")
     p.add_argument("--strict", action="store_true", help="missing frames are an error, not a warning")
-    return p.parse_args(argv)
+    return parse(p, argv)
 
 
 def main(argv=None):

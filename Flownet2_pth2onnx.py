@@ -10,7 +10,7 @@ family (FlowNet2, FlowNet2-C, -S, -SD, -CS, -CSS): the checkpoint's keys say whi
 import argparse
 import sys
 
-from flownet2.cli import run_main
+from flownet2.cli import parse, run_main
 from flownet2.errors import Flownet2Error
 from flownet2.model.checkpoint import load_model, save_checkpoint
 from flownet2.model.export import describe, example_inputs, export_onnx
@@ -53,7 +53,7 @@ def parse_args(argv):
     p.add_argument("--unsafe-pickle", action="store_true",
                    help="allow full unpickling of the checkpoint: DANGEROUS, a crafted file can run code; "
                         "only for trusted files that safe loading rejects")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.ascend_compat and args.correlation == "matmul":
         p.error("--ascend-compat uses the slices correlation; drop --correlation matmul")
     args.correlation = args.correlation or ("slices" if args.ascend_compat else "matmul")

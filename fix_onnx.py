@@ -12,7 +12,7 @@ import collections
 import os
 import time
 
-from flownet2.cli import run_main
+from flownet2.cli import parse, run_main
 from flownet2.errors import Flownet2Error
 from flownet2.onnx.atc_ops import OPS_FILE, describe_unsupported, load_supported_ops, unsupported_nodes
 from flownet2.onnx.fix import OutputCheck, fix_model, load_onnx, save_onnx
@@ -25,7 +25,7 @@ def parse_args(argv):
     p.add_argument("--strict", action="store_true", help="fail if an op is not on the Ascend310P ATC list")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison (slow on big models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random verification inputs")
-    return p.parse_args(argv)
+    return parse(p, argv)
 
 
 def main(argv=None):

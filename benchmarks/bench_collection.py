@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from flownet2.cli import parse
 from flownet2.data import flow_formats, frames, images
 from flownet2.data.flo import read_flo
 from flownet2.data.kitti_png import LIMIT as KITTI_LIMIT
@@ -307,7 +308,7 @@ def main():
     p.add_argument("--size", default="64x128")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--pair-ms", type=float, default=100.0)
-    args = p.parse_args()
+    args = parse(p, None)
     if args.what == "formats":
         bench_formats(args)
     elif args.what == "scale":

@@ -22,6 +22,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from flownet2.cli import parse  # noqa: E402
+
 MODES = ("matmul", "slices")
 ENGINES = ("pytorch", "onnxruntime")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -316,7 +318,7 @@ def main():
     p.add_argument("--flow_out", help=argparse.SUPPRESS)
     p.add_argument("--throughput_pairs", type=int, default=8, help="--compare: pairs timed with the throughput hint")
     p.add_argument("--predict_pairs", type=int, default=3, help="--compare: pairs Flownet2_predict.py runs")
-    args = p.parse_args()
+    args = parse(p, None)
     if args.child:
         return compare_child(args) if args.config else child(args)
     if args.compare:

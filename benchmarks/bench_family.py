@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 from profile_ort import conv_flops  # noqa: E402  (this folder is on sys.path when run)
 from sintel_mini import MINI  # noqa: E402
 
+from flownet2.cli import parse  # noqa: E402
 from flownet2.data.images import InputPadder, normalise_pair, read_rgb  # noqa: E402
 from flownet2.data.sintel import find_pairs  # noqa: E402
 from flownet2.fileio import file_digest  # noqa: E402
@@ -102,7 +103,7 @@ def main():
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--pairs", type=int, default=5, help="real sintel-mini pairs (timing and drift)")
     p.add_argument("--no-drift", action="store_true", help="skip the fp16-emulated runs")
-    args = p.parse_args()
+    args = parse(p, None)
     members = ["flownet2"] + [a for a in args.members if a != "flownet2"]
     size = (args.height, args.width)
     pairs = load_pairs(args.pairs, size)

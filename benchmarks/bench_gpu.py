@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from flownet2.cli import run_main  # noqa: E402
+from flownet2.cli import parse, run_main  # noqa: E402
 from flownet2.data import images, sintel  # noqa: E402
 from flownet2.errors import Flownet2Error  # noqa: E402
 from flownet2.fileio import atomic_write  # noqa: E402
@@ -88,7 +88,7 @@ def parse_args(argv):
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--quick", action="store_true", help="short smoke run on CUDA")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny run on the CPU: checks this script only")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     smoke, quick = args.cpu_smoke, args.quick
     args.batches = _ints(args.batches or ("1" if smoke or quick else "1,4,8"), "--batches")
     args.autotune_batches = _ints(args.autotune_batches, "--autotune-batches")

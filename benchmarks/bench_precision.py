@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from revision import model_class  # noqa: E402
 
+from flownet2.cli import parse  # noqa: E402
 from flownet2.data.images import InputPadder, normalise_pair, read_rgb  # noqa: E402
 from flownet2.model.checkpoint import stand_in_state_dict  # noqa: E402
 from flownet2.model.export import example_inputs, export_onnx  # noqa: E402
@@ -155,7 +156,7 @@ def main():
     p.add_argument("--sensitive", action="store_true",
                    help="also list the fp16-sensitive nodes of this tree's model with the scaled head (slow)")
     p.add_argument("--runs", type=int, default=2, help="timed runs for the bf16 speed comparison")
-    args = p.parse_args()
+    args = parse(p, None)
     from tqdm import tqdm
 
     x1, x2, rows, sources = load_pair(args.dataset, args.scene, args.frame, (args.height, args.width))

@@ -22,6 +22,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
+from flownet2.cli import parse  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,7 +102,7 @@ def machine():
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=30, help="frames in the clip (pairs = frames - 1)")
-    args = p.parse_args()
+    args = parse(p, None)
     from flownet2.runtime.sessions import open_model
 
     with tempfile.TemporaryDirectory() as folder:

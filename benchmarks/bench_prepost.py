@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from sintel_mini import MINI_DIR  # noqa: E402
 
+from flownet2.cli import parse  # noqa: E402
 from flownet2.data import batches, sintel  # noqa: E402
 from flownet2.score import evaluate  # noqa: E402
 
@@ -101,7 +102,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default=str(MINI_DIR / "training"), help="Sintel training folder")
     ap.add_argument("--repeats", type=int, default=7)
-    args = ap.parse_args()
+    args = parse(ap, None)
     n = len(sintel.find_pairs(args.dataset, "clean")[0])
     rows = []
     with tempfile.TemporaryDirectory() as work:

@@ -20,6 +20,7 @@ import onnx
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from flownet2.cli import parse  # noqa: E402
 from flownet2.onnx.fix import fix_model  # noqa: E402
 from flownet2.runtime import inputs, runner  # noqa: E402  (after the path set-up, so the script runs from anywhere)
 from flownet2.runtime.sessions import open_model  # noqa: E402
@@ -106,7 +107,7 @@ def main():
     p.add_argument("--batches", type=int, default=3)
     p.add_argument("--forms", nargs="+", default=["matmul", "slices"], choices=("matmul", "slices"),
                    help="correlation forms to prepare; the first one is used for the runner table")
-    args = p.parse_args()
+    args = parse(p, None)
     os.makedirs(args.workdir, exist_ok=True)
     rows, fixed = [], None
     for form in args.forms:

@@ -28,6 +28,7 @@ sys.path.insert(0, REPO)
 
 from bench_cpu import _inputs, _time, export  # noqa: E402  (this folder is on sys.path when run)
 
+from flownet2.cli import parse  # noqa: E402
 from flownet2.model.ops import CORRELATION_MODES, correlation, warp  # noqa: E402
 
 
@@ -136,7 +137,7 @@ def main():
     p.add_argument("--correlation", choices=CORRELATION_MODES, default="matmul")
     p.add_argument("--warp-before", metavar="REV",
                    help="only time the warp alone: this tree's against git revision REV's (e.g. main)")
-    args = p.parse_args()
+    args = parse(p, None)
     if args.warp_before:
         new, old = warp_alone(args.height, args.width, args.warp_before)
         print(f"warp alone, ONNX Runtime, 1x3x{args.height}x{args.width}, median of 15 alternating runs: "

@@ -1,6 +1,6 @@
 """What the scripts share: the entry-point wrapper (library code raises Flownet2Error, the scripts print one
 line and exit 2; 3 when the output folder is at fault: full, read-only, not permitted), the --precision
-flag, and the stand-in banner around a printed EPE."""
+flag, the stand-in banner around a printed EPE, and both spellings of every multi-word flag."""
 import sys
 
 from .errors import Flownet2Error
@@ -36,3 +36,35 @@ def print_between_banners(lines, weights, *, more=()):
     a stand-in or unverified EPE must never be read without its warning, whichever line a reader greps."""
     banner = ([STAND_IN_BANNER] if is_stand_in(weights) else []) + list(more)
     print("\n".join(banner + list(lines) + banner))
+
+
+def other_spellings(option):
+    """The spellings of a long option with the other separator: --batch_size -> --batch-size."""
+    body = option[2:]
+    return {"--" + body.replace("_", "-"), "--" + body.replace("-", "_")} - {option}
+
+
+def declared_spelling(parser, arg):
+    """`arg` with its flag spelled as the parser declares it: --batch-size -> --batch_size.
+
+    The Ascend guide and ais_bench spell with underscores, our own flags with hyphens; a user who types
+    the other one should not be refused. Rewriting the argument instead of adding aliases to the parser
+    keeps --help to one spelling per flag and keeps abbreviations unambiguous (--warmup alone would
+    otherwise match --warmup_count and --warmup-count)."""
+    if not isinstance(arg, str) or not arg.startswith("--") or len(arg) == 2:
+        return arg
+    name, eq, value = arg.partition("=")
+    declared = parser._option_string_actions
+    if any(option.startswith(name) for option in declared):
+        return arg
+    for other in other_spellings(name):
+        if any(option.startswith(other) for option in declared):
+            return other + eq + value
+    return arg
+
+
+def parse(parser, argv=None):
+    """parse_args, taking every multi-word flag with either separator (declared_spelling)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    end = argv.index("--") if "--" in argv else len(argv)  # after "--" every word is a value
+    return parser.parse_args([declared_spelling(parser, a) for a in argv[:end]] + argv[end:])

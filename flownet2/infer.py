@@ -18,13 +18,14 @@ import argparse
 import sys
 import time
 
-from .cli import add_precision, run_main
+from .cli import add_precision, parse, run_main
 from .errors import Flownet2Error
 from .runtime.ais_bench_handover import hand_over_to_ais_bench, typed_model
 from .runtime.engines import ENGINES, engine_for
 from .runtime.inputs import device_share, files_per_input
 from .runtime.runner import open_runner_session, output_folder, run_session
 from .runtime.sessions import DEFAULT_SIZE
+from .sizes import parse_size
 
 # ais_bench flags that control an NPU, a compiled .om or Ascend's tools: nothing to do on this runner.
 ASCEND_ONLY = {
@@ -63,7 +64,7 @@ def parse_args(argv):
     p.add_argument("--outfmt", default="BIN", choices=("BIN", "NPY", "TXT"))
     p.add_argument("--loop", "-l", type=_positive, default=1, help="runs per batch (all timed)")
     p.add_argument("--warmup_count", type=_non_negative, default=1, help="untimed runs of the first batch")
-    p.add_argument("--batchsize", type=_positive,
+    p.add_argument("--batchsize", "--batch_size", type=_positive,
                    help="samples per run in the throughput figure (default: the model's batch dimension)")
     p.add_argument("--device", "-d", type=_devices, default=[0],
                    help="GPU id, or a list such as 0,1: one run per device on its share of the files, "
@@ -85,11 +86,11 @@ def parse_args(argv):
     p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"),
                    help="torch: eager, one CUDA graph (default on CUDA), or torch.compile (cached)")
     p.add_argument("--model_size", type=_size, default=DEFAULT_SIZE,
-                   help="torch: H,W of the inputs (default 448,1024)")
+                   help="torch: H,W (or HxW) of the inputs (default 448,1024)")
     p.add_argument("--emulate", choices=("fp16", "bf16"),
                    help=".onnx: round every weight and every tensor a node writes to fp16 or bf16 "
                         "(arithmetic in fp32): roughly what a reduced-precision device computes")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     if args.output_dirname is not None and args.output is None:
         p.error("--output_dirname needs --output")
     return args
@@ -145,10 +146,9 @@ def _run_mode(text):
 
 def _size(text):
     try:
-        height, width = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected H,W such as 448,1024") from None
-    return height, width
+        return parse_size(text)
+    except Flownet2Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None):

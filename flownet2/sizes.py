@@ -29,10 +29,11 @@ def check_batch_size(batch_size, num_pairs=None):
 
 
 def parse_size(text):
-    """"HxW" (e.g. "384x1280") -> (H, W), checked against the size rule."""
-    parts = str(text).lower().split("x")
+    """"HxW" or "H,W" (e.g. "384x1280": preprocess and run_all.sh; "384,1280": ais_bench-style --model_size)
+    -> (H, W), checked against the size rule."""
+    parts = str(text).lower().replace(",", "x").split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise Flownet2Error(f"size {text!r} not understood: expected HEIGHTxWIDTH, e.g. 384x1280")
+        raise Flownet2Error(f"size {text!r} not understood: expected HEIGHTxWIDTH, e.g. 384x1280 (or 384,1280)")
     height, width = (int(p) for p in parts)
     check_input_size(height, width)
     return height, width

@@ -10,7 +10,8 @@
 #            --input_shape="x1:{bs},3,H,W;x2:{bs},3,H,W" --log=debug --soc_version=Ascend{chip} [flags]
 # A flag of yours that this line also sets (--log, --input_format, ...) replaces it.
 # Defaults: --bs/--height/--width from the model's x1 input, --soc from `npu-smi info`,
-# --output flownet2_bs{bs} beside the model. Before ATC: the op check (python -m flownet2.onnx.atc).
+# --output flownet2_bs{bs} beside the model (--bs is also spelled --batch-size or --batch_size).
+# Before ATC: the op check (python -m flownet2.onnx.atc).
 # CANN: --cann DIR (its set_env.sh), else atc on PATH, else the first set_env.sh found under
 # $ASCEND_HOME_PATH, /usr/local/Ascend/{cann,ascend-toolkit} (CANN 8.5+ / 5.1-8.x), ~/Ascend/{...}.
 # Writes <output>.om.weights (the ONNX weights label; an .om keeps no metadata).
@@ -29,10 +30,10 @@ passed=()     # atc flags as typed
 declare -A given=()  # atc flag name -> value, to know what the user set
 while [ $# -gt 0 ]; do
   case "$1" in
-    --model|--bs|--soc|--soc_version|--height|--width|--output|--cann)
+    --model|--bs|--batch-size|--batch_size|--soc|--soc_version|--height|--width|--output|--cann)
       [ $# -ge 2 ] || die "$1 needs a value"
       case "$1" in
-        --model) model="$2" ;; --bs) bs="$2" ;; --soc|--soc_version) soc="$2" ;; --height) height="$2" ;;
+        --model) model="$2" ;; --bs|--batch-size|--batch_size) bs="$2" ;; --soc|--soc_version) soc="$2" ;; --height) height="$2" ;;
         --width) width="$2" ;; --output) output="$2" ;; --cann) cann="$2" ;;
       esac
       shift 2 ;;
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
       name="${1%%=*}"; val="${1#*=}"
       case "$name" in --model) model="$val" ;; --output) output="$val" ;; --soc_version) soc="$val" ;; esac
       shift ;;
-    --skip-op-check) skip_check=1; shift ;;
+    --skip-op-check|--skip_op_check) skip_check=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) # any other atc flag: --name=value, or --name value when the next word is not a flag
       passed+=("$1")

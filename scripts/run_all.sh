@@ -32,10 +32,13 @@
 #   --torch-mode M       torch backend: graphs | compile | eager (default: graphs on CUDA, eager on a CPU)
 #   --workdir DIR        default ./flownet2_work
 #   --height H --width W size of the synthetic frames (default 256x448; synthetic data only)
-#   --correlation C      matmul|slices, passed to the exporter (default: the exporter's)
+#   --correlation C      matmul|slices, passed to the exporter (default: slices, the exporter's
+#                        --ascend-compat form that the published 310P graph proved, on the ascend backend;
+#                        matmul, faster on ONNX Runtime, elsewhere)
 #   --loop N             runs of the performance stage (default 5)
 #   --emulate fp16|bf16  also run the ONNX model with every tensor rounded to fp16/bf16 (ONNX Runtime)
 #                        and print its EPE beside the fp32 one
+#   Multi-word flags take either separator (--batch-size or --batch_size; --bs too).
 #   --force              redo every stage (default: skip a stage when its command, and the content of
 #                        everything it reads and wrote, are the same as last time)
 set -euo pipefail
@@ -51,10 +54,12 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 dataset="" dataset_type="" size="" size_mode="" split_file="" synthetic="sintel" pass="clean" checkpoint="" bs=1 soc="" backend="auto" work="flownet2_work"
 height="" width="" correlation="" loop=5 force=0 precision="" torch_mode="" emulate="" arch=""
 while [ $# -gt 0 ]; do
-  case "$1" in
+  # one spelling inside: --batch_size and --bs are --batch-size, --torch_mode is --torch-mode, ...
+  flag="$1"; [[ "$flag" != --* ]] || flag="${flag//_/-}"; [ "$flag" != --bs ] || flag=--batch-size
+  case "$flag" in
     --dataset|--dataset-type|--size|--size-mode|--split-file|--synthetic|--pass|--checkpoint|--batch-size|--soc|--backend|--workdir|--height|--width|--correlation|--loop|--precision|--torch-mode|--emulate|--arch)
       [ $# -ge 2 ] || die "$1 needs a value"
-      case "$1" in
+      case "$flag" in
         --dataset) dataset="$2" ;; --dataset-type) dataset_type="$2" ;; --size) size="$2" ;;
         --size-mode) size_mode="$2" ;; --split-file) split_file="$2" ;; --synthetic) synthetic="$2" ;;
         --pass) pass="$2" ;; --checkpoint) checkpoint="$2" ;;
@@ -188,9 +193,14 @@ else
   onnx="$work/flownet2_bs$bs.onnx"
   weights=(--init random --seed 0)
   [ -z "$checkpoint" ] || weights=(--input_path "$checkpoint")
+  # Unless told: on Ascend the form the published 310P graph proved ATC takes, elsewhere the faster one.
+  if [ -n "$correlation" ]; then form=(--correlation "$correlation")
+  elif [ "$backend" = ascend ]; then form=(--ascend-compat)
+  else form=(--correlation matmul)
+  fi
   stage export --in "$checkpoint" --out "$onnx" -- \
     "$PYTHON" "$REPO/Flownet2_pth2onnx.py" --batch_size "$bs" "${weights[@]}" --out_path "$onnx" \
-    --height "$model_h" --width "$model_w" ${correlation:+--correlation "$correlation"} ${arch:+--arch "$arch"}
+    --height "$model_h" --width "$model_w" "${form[@]}" ${arch:+--arch "$arch"}
 
   sim="$work/flownet2_bs${bs}_sim.onnx"
   # onnxsim appends to an existing <out>.data side file, so the old one goes first

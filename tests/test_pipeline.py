@@ -8,6 +8,7 @@ short last batch and flows of several pixels; later runs in the same folder skip
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,9 @@ def chain(tmp_path_factory):
 
 
 def ascend_flags(dataset):
-    return ["--dataset", str(dataset), "--batch-size", str(BS), "--loop", str(LOOP), "--backend", "ascend"]
+    # the ONNX Runtime run's form (the Ascend default is the slices one): the ONNX stages are reused
+    return ["--dataset", str(dataset), "--batch-size", str(BS), "--loop", str(LOOP), "--backend", "ascend",
+            "--correlation", "matmul"]
 
 
 def read_flo(path):
@@ -246,6 +249,23 @@ def test_a_failing_stage_is_named_with_the_command_to_rerun(tmp_path):
     assert not (tmp_path / "work" / ".stamps" / "preprocess").exists()
 
 
+def test_ascend_backend_exports_the_form_the_310p_graph_proved(tmp_path):
+    """Without --correlation the Ascend route exports --ascend-compat (the slices correlation). A Python
+    wrapper records the export command and stops the chain there: no 620 MB export for one flag."""
+    record, wrapper = tmp_path / "export_argv.txt", tmp_path / "python"
+    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1" in *Flownet2_pth2onnx.py) echo "$*" > {record}; exit 3 ;; '
+                       f'esac\nexec {shlex.quote(sys.executable)} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(os.environ, PATH=f"{STANDINS}{os.pathsep}{os.environ['PATH']}", PYTHON=str(wrapper),
+               PYTHONPATH=os.pathsep.join([str(STANDINS)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    run = subprocess.run(["bash", str(REPO / "scripts" / "run_all.sh"), "--workdir", str(tmp_path / "work"),
+                          "--backend", "ascend", "--height", "64", "--width", "128", "--bs", "1"],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "!! stage 'export' failed" in run.stderr, run.stdout[-2000:] + run.stderr
+    argv = record.read_text().split()
+    assert "--ascend-compat" in argv and "--correlation" not in argv
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--backend", "gpu"], "--backend must be auto, ascend, onnxruntime or torch"),
     (["--batch-size", "0"], "--batch-size must be a positive integer"),
@@ -295,8 +315,9 @@ def test_atc_sh_ascend310_gets_mixed_precision_and_named_output(tmp_path):
     assert om["soc_version"] == "Ascend310" and om["precision_mode"] == "allow_mix_precision"
 
 
-def test_atc_sh_refuses_a_batch_the_model_was_not_exported_for(tmp_path):
-    run = atc_sh("--model", two_input_model(tmp_path / "m.onnx"), "--bs", 4)
+@pytest.mark.parametrize("spelling", ["--bs", "--batch-size", "--batch_size"])
+def test_atc_sh_refuses_a_batch_the_model_was_not_exported_for(tmp_path, spelling):
+    run = atc_sh("--model", two_input_model(tmp_path / "m.onnx"), spelling, 4)
     assert run.returncode == 2
     assert "exported for batch 2, not --bs 4" in run.stderr and "--batch_size 4" in run.stderr
 

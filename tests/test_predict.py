@@ -173,6 +173,7 @@ def test_resize_at_an_odd_size_returns_a_known_flow_with_u_v_rescaled(tmp_path, 
     code, _, err = run_cli(["--model", tiny_model(tmp_path / "s.onnx", size=(320, 1280)), "--input", a, b,
                             "--output", tmp_path / "o2", "--size-mode", "pad"], capsys)
     assert code == 2 and "larger than the model's 320x1280" in err and not (tmp_path / "o2").exists()
+    assert "--height 384 --width 1280" in err  # the export that fits: 375x1242 up to multiples of 64
 
 
 @needs_mini

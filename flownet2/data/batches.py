@@ -443,3 +443,25 @@ def preprocess(dataset, output, batch_size, pass_name="clean", scenes=None, size
         intact = prepare_output(output, manifest)
         written, kept = write_batches(output, manifest, intact)
     return manifest, written, kept
+
+
+def size_fix(batch_file, model_shape):
+    """What makes a model of `model_shape` (batch, 3, H, W) and the batch files beside `batch_file` agree,
+    read from their manifest: one export and one preprocess command; "" when there is no manifest or it
+    agrees with the model."""
+    manifest_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(batch_file))), MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return ""
+    try:
+        manifest = load_manifest(manifest_path)
+    except Flownet2Error:
+        return ""
+    height, width = manifest["model_size"]
+    model_batch, model_height, model_width = model_shape[0], model_shape[-2], model_shape[-1]
+    if (height, width) == (model_height, model_width):
+        return ""
+    batch = manifest["batch_size"]
+    return (f"the batches ({manifest_path}) are {height}x{width}, batch {batch}, the model "
+            f"{model_height}x{model_width}, batch {model_batch}: export the model with `Flownet2_pth2onnx.py "
+            f"--batch_size {batch} --height {height} --width {width}`, or preprocess with "
+            f"`Flownet2_preprocess.py --size {model_height}x{model_width} --batch_size {model_batch}`")

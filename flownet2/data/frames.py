@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, natural_sorted
+from .. import sizes
 from . import decode, images
 from .flow_formats import is_flow_jpg
 
@@ -220,8 +221,10 @@ def check_size(source, model_size, mode):
     """A padder for the source's frames at `model_size`; pad mode cannot shrink a frame."""
     (h, w), (mh, mw) = source.size, model_size
     if mode == "pad" and (h > mh or w > mw):
+        fit_h, fit_w = sizes.model_size(h, w)
         raise Flownet2Error(f"{source.path}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
-                            f"resize them instead of padding, or use a model made for this size")
+                            f"resize them instead of padding, or export a model for this size "
+                            f"(`Flownet2_pth2onnx.py --height {fit_h} --width {fit_w}`)")
     return images.InputPadder(source.size, model_size, mode)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..cli import run_main
+from ..cli import parse, run_main
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, save_png
 from .flo import write_flo
@@ -326,7 +326,7 @@ def main(argv=None):
     p.add_argument("--height", type=int, default=436)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     print(make_synthetic(args.out, args.layout, scenes=args.scenes, pairs=args.pairs, height=args.height,
                          width=args.width, seed=args.seed))
     return 0

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from ..cli import run_main
+from ..cli import parse, run_main
 from ..errors import Flownet2Error
 from ..fileio import atomic_write
 from ..model.provenance import KEY as WEIGHTS_KEY
@@ -79,7 +79,7 @@ def main(argv=None):
     side = sub.add_parser("sidecar", help="write OM.weights from the ONNX weights label")
     side.add_argument("model")
     side.add_argument("om")
-    args = p.parse_args(argv)
+    args = parse(p, argv)
     model = load_graph(args.model)
     if args.command == "sidecar":
         label = write_weights_sidecar(model, args.om)

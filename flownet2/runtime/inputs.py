@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..data import batches
 from ..errors import Flownet2Error
 from ..fileio import digest, natural_sorted
 
@@ -61,8 +62,10 @@ def plan_batches(per_input, inputs):
     tensor_bytes = int(np.prod(shape0)) * dtype0.itemsize
     first = _file_nbytes(per_input[0][0])
     if first == 0 or tensor_bytes % first:
+        fix = batches.size_fix(per_input[0][0], shape0)
         raise Flownet2Error(f"{per_input[0][0]}: {first} bytes, but model input {name0} {shape0} "
-                            f"{dtype0.name} needs {tensor_bytes} bytes (or a whole fraction of it)")
+                            f"{dtype0.name} needs {tensor_bytes} bytes (or a whole fraction of it)"
+                            + (f"; {fix}" if fix else ""))
     k = tensor_bytes // first
     for (name, shape, dtype), files in zip(inputs, per_input):
         expected = int(np.prod(shape)) * dtype.itemsize // k
