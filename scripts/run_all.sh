@@ -38,9 +38,9 @@
 #   --loop N             runs of the performance stage (default 5)
 #   --emulate fp16|bf16  also run the ONNX model with every tensor rounded to fp16/bf16 (ONNX Runtime)
 #                        and print its EPE beside the fp32 one
-#   Multi-word flags take either separator (--batch-size or --batch_size; --bs too).
 #   --force              redo every stage (default: skip a stage when its command, and the content of
 #                        everything it reads and wrote, are the same as last time)
+# Multi-word flags take either separator (--batch-size or --batch_size; --bs too).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
