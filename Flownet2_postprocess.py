@@ -7,9 +7,8 @@ import math
 import os
 import sys
 
-from flownet2.cli import run_main
+from flownet2.cli import print_between_banners, run_main
 from flownet2.data.chairs import describe_split
-from flownet2.model import provenance
 from flownet2.score import evaluate
 from flownet2.score.custody import CustodyError
 
@@ -57,10 +56,7 @@ def main(argv=None):
     if "fl_all" in report["overall"]:
         fl = report["overall"]["fl_all"]
         epe_line += f", Fl-all = {_number(None if fl is None else 100 * fl, 4)}%"
-    # a stand-in or unverified EPE must never be read without its warning, whichever line a reader greps
-    banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(weights) else []
-    banner += [UNVERIFIED_BANNER] if args.unverified else []
-    print("\n".join(banner + [epe_line] + banner))
+    print_between_banners([epe_line], weights, more=[UNVERIFIED_BANNER] if args.unverified else [])
     print(f"weights: {weights}" if weights else "weights: unknown (pass --model to record them)")
     print(f"inputs: {_custody_line(custody, manifest_path)}")
     print(f"dataset: {report['dataset_type']}" + (f" ({report['pass']} pass)" if report["pass"] else "")

@@ -15,10 +15,9 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2.cli import run_main
+from flownet2.cli import add_precision, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
-from flownet2.model import provenance
 from flownet2.runtime import collection, engines, predict
 from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model
@@ -66,9 +65,8 @@ def parse_args(argv):
     p.add_argument("--backend", choices=("auto", *engines.ENGINES), default="auto",
                    help="the engine: auto (default) is OpenVINO on a CPU, ONNX Runtime (an .onnx) or PyTorch (a "
                         "checkpoint) on a CUDA GPU, ais_bench for an .om")
-    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"),
-                   help="default: bf16 on a CPU with bf16 units (AVX512_BF16 or AMX), else fp32; fp32 is always "
-                        "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
+    add_precision(p, help="default: bf16 on a CPU with bf16 units (AVX512_BF16 or AMX), else fp32; fp32 is always "
+                          "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
     args = p.parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
@@ -148,12 +146,10 @@ def run_collection(args, jobs, found):
 
 def report(args, result, label):
     if args.gt:
-        # a stand-in EPE must never be read without its warning, whichever line a reader greps
-        banner = [provenance.STAND_IN_BANNER] if provenance.is_stand_in(label) else []
         suffix = {"flo": ".flo", "kitti": ".png", "npy": ".npy"}.get(args.format, "")
         lines = [f"{row['name']}{suffix}  EPE = {row['epe']:.6f}" for row in result.rows]
         mean = sum(row["epe"] for row in result.rows) / len(result.rows)
-        print("\n".join(banner + lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"] + banner))
+        print_between_banners(lines + [f"{len(result.rows)} pairs, mean EPE = {mean:.6f}"], label)
     wrote = [f"{result.pairs} .{args.format}" + (" + .png" if args.png else "") + f" in {os.path.abspath(args.output)}"]
     if args.video:
         wrote.append(f"video {os.path.abspath(args.video)}")

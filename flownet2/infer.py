@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from .cli import run_main
+from .cli import add_precision, run_main
 from .errors import Flownet2Error
 from .runtime.ais_bench_handover import hand_over_to_ais_bench, typed_model
 from .runtime.engines import ENGINES, engine_for
@@ -79,10 +79,9 @@ def parse_args(argv):
     p.add_argument("--backend", choices=[e.name for e in ENGINES.values() if not e.handed_over],
                    help="default: from the model (.onnx: onnxruntime; checkpoint or stand-in:SEED: torch); "
                         "openvino runs either on the CPU")
-    p.add_argument("--precision", choices=("fp32", "tf32", "fp16", "bf16"),
-                   help="openvino: fp32 (default) or bf16 (a CPU with AVX512_BF16 or AMX); "
-                        "torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
-                        "bf16 on a CPU with AVX512_BF16 or AMX)")
+    add_precision(p, help="openvino: fp32 (default) or bf16 (a CPU with AVX512_BF16 or AMX); "
+                          "torch: sub-network precision, glue always fp32 (default fp16 on CUDA, fp32 on a CPU; "
+                          "bf16 on a CPU with AVX512_BF16 or AMX)")
     p.add_argument("--torch_mode", choices=("eager", "graphs", "compile"),
                    help="torch: eager, one CUDA graph (default on CUDA), or torch.compile (cached)")
     p.add_argument("--model_size", type=_size, default=DEFAULT_SIZE,

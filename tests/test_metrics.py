@@ -7,6 +7,7 @@ import pytest
 from sintel_mini import MINI, needs_mini
 
 from flownet2.data.flo import read_flo
+from flownet2.score import metrics
 from flownet2.score.metrics import compute_metrics, per_scene, summarise
 
 
@@ -121,3 +122,12 @@ def test_summaries_image_means_and_pooled_occlusion():
     assert list(scenes) == ["a", "b"]
     assert scenes["a"]["epe"] == pytest.approx(2.0) and scenes["b"]["epe"] == 8.0
     assert scenes["b"]["epe_occ"] is None and scenes["b"]["pairs"] == 1
+
+
+def test_per_pair_columns_are_the_keys_compute_metrics_writes():
+    rng = np.random.default_rng(4)
+    gt = rng.standard_normal((8, 8, 2)).astype(np.float32)
+    noc, fg = rng.random((8, 8)) < 0.7, rng.random((8, 8)) < 0.4
+    row = metrics.compute_metrics(gt + 1, gt, noc=noc, fg=fg, rules=("epe", "px", "occ", "fl", "out3", "fg"))
+    assert row["n_all_px"] == row["n_valid"] and row["n_noc_px"] == row["n_noc"]  # written once, as those
+    assert set(row) - {"n_all_px", "n_noc_px"} == set(metrics.PAIR_COLUMNS)

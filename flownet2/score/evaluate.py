@@ -279,10 +279,7 @@ def build_report(manifest, rows, weights=None, model=None, **paths):
     })
 
 
-CSV_COLUMNS = ("index", "scene", "frame", "name", "batch", "slot", "epe", "px1", "px3", "px5",
-               "epe_occ", "epe_noc", "n_valid", "n_occ", "n_noc",
-               "fl_all", "fl_noc", "fl_bg", "fl_fg", "n_fl_all", "n_fl_noc", "n_fl_bg", "n_fl_fg",
-               "n_bg_px", "n_fg_px", "out3_all", "out3_noc", "n_out3_all", "n_out3_noc")
+CSV_COLUMNS = ("index", "scene", "frame", "name", "batch", "slot") + metrics.PAIR_COLUMNS
 
 
 def write_report(report_dir, report, rows):

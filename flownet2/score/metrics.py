@@ -20,6 +20,8 @@ import numpy as np
 from ..data.flo import UNKNOWN_THRESHOLD, unknown_mask
 
 THRESHOLDS = (1, 3, 5)
+# The outlier rules and the regions each is counted over (bg / fg only where the dataset has an object map)
+OUTLIER_REGIONS = {"fl": ("all", "noc", "bg", "fg"), "out3": ("all", "noc")}
 FL_ABSOLUTE = 3.0  # KITTI 2015: EPE > 3 px and > 5 % of |gt|,
 FL_RELATIVE = 20.0  # the 5 % as its exact inverse: 20 * EPE > |gt|
 OUT_ABSOLUTE = 3.0  # KITTI 2012: > 3 px
@@ -81,6 +83,28 @@ def _mean(total, n):
     return total / n if n else math.nan
 
 
+def px_key(threshold):
+    return f"px{threshold}"
+
+
+def outlier_keys(rule, region):
+    """(outlier rate, outlier count, pixels in the region) keys of one rule over one region."""
+    return f"{rule}_{region}", f"n_{rule}_{region}", f"n_{region}_px"
+
+
+def _pair_columns():
+    columns = ["epe", *map(px_key, THRESHOLDS), "epe_occ", "epe_noc", "n_valid", "n_occ", "n_noc"]
+    for rule, regions in OUTLIER_REGIONS.items():
+        keys = [outlier_keys(rule, region) for region in regions]
+        columns += [k[0] for k in keys] + [k[1] for k in keys]
+        # pixels of "all" and "noc" are n_valid and n_noc already
+        columns += [k[2] for k, region in zip(keys, regions) if region not in ("all", "noc")]
+    return tuple(columns)
+
+
+PAIR_COLUMNS = _pair_columns()  # every per-pair metric, in per_pair.csv's order
+
+
 def compute_metrics(flow, gt, valid=None, *, noc=None, fg=None, rules=("epe", "px", "occ")):
     """Metrics of one (H, W, 2) prediction against (H, W, 2) ground truth.
 
@@ -98,7 +122,7 @@ def compute_metrics(flow, gt, valid=None, *, noc=None, fg=None, rules=("epe", "p
     out = {"epe": _mean(total, n), "n_valid": n}
     if "px" in rules:
         for t in THRESHOLDS:
-            out[f"px{t}"] = _mean(float(np.count_nonzero(e < t)), n)
+            out[px_key(t)] = _mean(float(np.count_nonzero(e < t)), n)
     noc_v = None if noc is None else sel(noc)
     if "occ" in rules and noc_v is not None:
         n_noc = int(np.count_nonzero(noc_v))
@@ -121,9 +145,10 @@ def compute_metrics(flow, gt, valid=None, *, noc=None, fg=None, rules=("epe", "p
                 continue
             count = int(np.count_nonzero(bad if mask is None else bad & mask))
             size = n if mask is None else int(np.count_nonzero(mask))
-            out[f"{rule}_{region}"] = _mean(count, size) if finite else math.nan
-            out[f"n_{rule}_{region}"] = count if finite else None
-            out[f"n_{region}_px"] = size
+            rate, outliers_key, pixels = outlier_keys(rule, region)
+            out[rate] = _mean(count, size) if finite else math.nan
+            out[outliers_key] = count if finite else None
+            out[pixels] = size
     return out
 
 
@@ -136,12 +161,13 @@ def _pooled(rows, key):
 
 def _pooled_rate(rows, rule, region):
     """Outliers / pixels over the rows that have that region (the devkits' Fl / Out: pooled)."""
-    rows = [r for r in rows if r.get(f"n_{region}_px") and f"n_{rule}_{region}" in r]
+    _, outliers, pixels = outlier_keys(rule, region)
+    rows = [r for r in rows if r.get(pixels) and outliers in r]
     if not rows:
         return None
-    if any(r[f"n_{rule}_{region}"] is None for r in rows):
+    if any(r[outliers] is None for r in rows):
         return math.nan
-    return sum(r[f"n_{rule}_{region}"] for r in rows) / sum(r[f"n_{region}_px"] for r in rows)
+    return sum(r[outliers] for r in rows) / sum(r[pixels] for r in rows)
 
 
 def summarise(rows):
@@ -152,14 +178,15 @@ def summarise(rows):
     out = {"pairs": len(rows), "pairs_scored": len(scored), "epe": mean("epe"),
            "epe_pooled": sum(r["epe"] * r["n_valid"] for r in scored) / n_pixels if n_pixels else None}
     for t in THRESHOLDS:
-        out[f"px{t}"] = mean(f"px{t}")
+        out[px_key(t)] = mean(px_key(t))
     out["epe_occ"] = _pooled(rows, "occ")
     out["epe_noc"] = _pooled(rows, "noc")
     out["pairs_with_occlusions"] = sum(1 for r in rows if "n_occ" in r)
-    for rule, regions in (("fl", ("all", "noc", "bg", "fg")), ("out3", ("all", "noc"))):
+    for rule, regions in OUTLIER_REGIONS.items():
         for region in regions:
-            if any(f"n_{rule}_{region}" in r for r in rows):
-                out[f"{rule}_{region}"] = _pooled_rate(rows, rule, region)
+            rate, outliers, _ = outlier_keys(rule, region)
+            if any(outliers in r for r in rows):
+                out[rate] = _pooled_rate(rows, rule, region)
     if "fl_all" in out:
         out["fl_all_image_mean"] = mean("fl_all")
     return out
