@@ -247,7 +247,7 @@ def test_a_failing_stage_is_named_with_the_command_to_rerun(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--backend", "gpu"], "--backend must be auto, ascend, onnxruntime or torch"),
+    (["--backend", "gpu"], "--backend must be auto, ascend, onnxruntime, openvino or torch"),
     (["--batch-size", "0"], "--batch-size must be a positive integer"),
     (["--checkpoint", "/nonexistent/FlowNet2_checkpoint.pth.tar"], "checkpoint file not found"),
 ])
