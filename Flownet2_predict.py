@@ -22,7 +22,6 @@ from fractions import Fraction
 from flownet2.cli import add_precision, parse, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
-from flownet2.model import provenance
 from flownet2.runtime import collection, engines, predict
 from flownet2.runtime.outputs import Outputs
 from flownet2.runtime.sessions import open_model

@@ -267,7 +267,7 @@ def test_ascend_backend_exports_the_form_the_310p_graph_proved(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--backend", "gpu"], "--backend must be auto, ascend, onnxruntime or torch"),
+    (["--backend", "gpu"], "--backend must be auto, ascend, onnxruntime, openvino or torch"),
     (["--batch-size", "0"], "--batch-size must be a positive integer"),
     (["--checkpoint", "/nonexistent/FlowNet2_checkpoint.pth.tar"], "checkpoint file not found"),
 ])
