@@ -10,7 +10,9 @@ import fcntl
 import hashlib
 import os
 import re
+import signal
 import tempfile
+import threading
 
 from PIL import Image
 
@@ -150,8 +152,14 @@ def folder_lock(folder, what="a run"):
     folder = os.path.abspath(os.fspath(folder))
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_NAME)
-    fd = _lock_file(path, folder, what)
+    held_back = _hold_interrupts()  # a Ctrl-C between taking the lock and the `try` would leave its file
     try:
+        fd = _lock_file(path, folder, what)
+    except BaseException:
+        _release_interrupts(held_back)
+        raise
+    try:
+        _release_interrupts(held_back)  # a Ctrl-C held back arrives here, where the lock file is removed
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield folder
@@ -160,6 +168,18 @@ def folder_lock(folder, what="a run"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
         os.close(fd)
+
+
+def _hold_interrupts():
+    """Hold back SIGINT and SIGTERM in the main thread (a signal handler runs only there); the old mask."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _release_interrupts(old_mask):
+    if old_mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def _lock_file(path, folder, what):

@@ -1,10 +1,20 @@
 """Test-session settings shared by every test module."""
 import os
+import shutil
 import tempfile
 
-# Models converted for OpenVINO go to a folder of this test session, never the user's ~/.cache/flownet2
-# (subprocesses inherit it).
-os.environ["FLOWNET2_CACHE"] = tempfile.mkdtemp(prefix="flownet2-test-cache-")
+# Models converted for OpenVINO go to one folder of this test session, never the user's ~/.cache/flownet2:
+# made by the first process (pytest-xdist's workers and every subprocess inherit it, so a conversion
+# is shared; a cache hit gives the same bytes, tests/test_openvino.py) and removed when the session ends.
+_CACHE_OWNER = "FLOWNET2_TEST_CACHE_OWNER"
+if _CACHE_OWNER not in os.environ:
+    os.environ["FLOWNET2_CACHE"] = tempfile.mkdtemp(prefix="flownet2-test-cache-")
+    os.environ[_CACHE_OWNER] = str(os.getpid())
+
+
+def pytest_sessionfinish(session):
+    if os.environ.get(_CACHE_OWNER) == str(os.getpid()):  # the process that made it: after every worker
+        shutil.rmtree(os.environ["FLOWNET2_CACHE"], ignore_errors=True)
 
 # pytest-xdist runs the modules in parallel worker processes (pyproject.toml: -n auto). Each worker,
 # and every subprocess it starts, then uses one thread for torch's and OpenMP's pools: two workers
