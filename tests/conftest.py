@@ -28,7 +28,8 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
 
 # The longest modules start first, so that the workers finish together instead of one waiting on a
 # module that started last (each module's own order is kept; the others keep theirs).
-_LONGEST_FIRST = ("test_pipeline.py", "test_export.py", "test_predict.py", "test_family.py", "test_checkpoint.py")
+_LONGEST_FIRST = ("test_pipeline.py", "test_export.py", "test_docs.py", "test_predict.py", "test_openvino.py",
+                  "test_collection.py", "test_family.py", "test_collection_ray.py", "test_checkpoint.py")
 
 
 def pytest_collection_modifyitems(items):
