@@ -25,10 +25,11 @@ def run_main(main, argv=None):
 
 
 def add_precision(parser, **kwargs):
-    """--precision, its choices the PyTorch backend's precisions."""
-    from .runtime.torch_backend import PRECISIONS  # torch is imported only by a script that offers the flag
+    """--precision, its choices every engine's precisions (read from the engine table, which imports no
+    engine: a script's start-up does not pay for torch)."""
+    from .runtime.engines import PRECISIONS
 
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), **kwargs)
+    parser.add_argument("--precision", choices=PRECISIONS, **kwargs)
 
 
 def print_between_banners(lines, weights, *, more=()):

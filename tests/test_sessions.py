@@ -160,3 +160,21 @@ def test_torch_cpu_precisions(monkeypatch):
     monkeypatch.setattr(cpu, "cpu_has_bf16", lambda: False)
     with pytest.raises(Flownet2Error, match=r"bf16 on the CPU needs bf16 units \(AVX512_BF16 or AMX\)"):
         sessions.open_model("stand-in:0", size=(64, 64), precision="bf16")
+
+
+def test_the_engine_tables_torch_precisions_are_the_backends():
+    """--precision's choices come from the engine table (no torch import at start-up); PyTorch's backend
+    maps exactly those names to dtypes."""
+    from flownet2.runtime import engines, torch_backend
+
+    assert engines.ENGINES["torch"].precisions == tuple(torch_backend.PRECISIONS)
+    assert set(engines.PRECISIONS) == {p for e in engines.ENGINES.values() for p in e.precisions}
+
+
+def test_a_scripts_help_does_not_import_torch():
+    code = ("import sys, runpy; sys.argv = ['Flownet2_predict.py', '--help']\n"
+            "try:\n    runpy.run_path('Flownet2_predict.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    run = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr

@@ -95,12 +95,14 @@ ENGINES = {engine.name: engine for engine in (
            tools=(ATC, AIS_BENCH, ONNXRUNTIME), handed_over=True),
     Engine("torch", "PyTorch", "torch", takes="a checkpoint or stand-in:SEED", noun="a checkpoint or stand-in:SEED",
            opener="flownet2.runtime.sessions:open_torch",
-           options=("batch_size", "size", "precision", "device", "torch_mode", "unsafe_pickle"), static=False),
+           options=("batch_size", "size", "precision", "device", "torch_mode", "unsafe_pickle"), static=False,
+           precisions=("fp32", "tf32", "fp16", "bf16")),  # torch_backend.PRECISIONS maps them to dtypes
     Engine("openvino", "OpenVINO", "onnx", takes=".onnx models, checkpoints and stand-in:SEED (on the CPU)",
            noun="an .onnx", opener="flownet2.runtime.openvino_backend:open_openvino",
            options=("batch_size", "size", "precision"), static=True, tools=(OPENVINO,), also=("torch",),
            precisions=("fp32", "bf16")),
 )}
+PRECISIONS = tuple(dict.fromkeys(p for engine in ENGINES.values() for p in engine.precisions))  # --precision
 _BY_KIND = {engine.kind: engine for engine in ENGINES.values() if engine.name != "openvino"}
 
 
