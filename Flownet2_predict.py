@@ -19,7 +19,7 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2.cli import add_precision, parse, print_between_banners, run_main
+from flownet2.cli import add_precision, at_least_one, parse, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
 from flownet2.runtime import collection, engines, predict
@@ -46,7 +46,7 @@ def parse_args(argv):
     p.add_argument("--start-index", type=int, default=1, metavar="N",
                    help="jpg: number of the first flow_x / img file (default 1, as mmaction2 reads; denseflow: 0)")
     p.add_argument("--rgb", action="store_true", help="every frame as img_N.jpg beside the flow (mmaction2 rawframes)")
-    p.add_argument("--step", type=int, default=1, metavar="K",
+    p.add_argument("--step", type=at_least_one, default=1, metavar="K",
                    help="flow from frame i to frame i+K (denseflow's -s; default 1): N frames give N-K flows")
     p.add_argument("--new-short", type=int, metavar="S",
                    help="write flows, --rgb frames and pictures with short side S, the aspect ratio kept "
@@ -59,14 +59,14 @@ def parse_args(argv):
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="collection: run on Ray, one worker per GPU / NPU (or --workers CPU workers); "
                         "without ADDRESS, the cluster in RAY_ADDRESS or a local one")
-    p.add_argument("--workers", type=int, metavar="N", help="--ray: number of workers (default: one per "
+    p.add_argument("--workers", type=at_least_one, metavar="N", help="--ray: number of workers (default: one per "
                    "GPU or NPU of the cluster, else 1)")
     p.add_argument("--accelerator", choices=("gpu", "npu", "cpu"),
                    help="--ray: what each worker holds (default: gpu if the cluster has GPUs, else npu, else cpu)")
     p.add_argument("--size-mode", choices=images.SIZE_MODES, default="resize",
                    help="how frames reach the model's size: bilinear resize (default, as the official Caffe "
                         "release; u, v rescaled back) or zero padding at the bottom/right")
-    p.add_argument("--batch-size", type=int, help="pairs per model run (a static model: its own batch size)")
+    p.add_argument("--batch-size", type=at_least_one, help="pairs per model run (a static model: its own batch size)")
     p.add_argument("--png", action="store_true", help="a labelled colour picture beside each .flo")
     p.add_argument("--video", metavar="OUT.mp4", help="a video of each first frame beside its flow")
     p.add_argument("--fps", type=Fraction, help="frame rate of --video (default: the source's, else 24)")
@@ -92,14 +92,8 @@ def parse_args(argv):
                           "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
     args = parse(p, argv)
-    if args.batch_size is not None and args.batch_size < 1:
-        p.error(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.flow_radius is not None and not args.flow_radius > 0:
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
-    if args.workers is not None and args.workers < 1:
-        p.error(f"--workers must be at least 1, got {args.workers}")
-    if args.step < 1:
-        p.error(f"--step must be at least 1, got {args.step}")
     if args.new_short is not None and args.new_size is not None:
         p.error("--new-short and --new-size: choose one")
     if args.enlarge and args.new_short is None:

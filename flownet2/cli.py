@@ -1,6 +1,7 @@
 """What the scripts share: the entry-point wrapper (library code raises Flownet2Error, the scripts print one
 line and exit 2; 3 when the output folder is at fault: full, read-only, not permitted), the --precision
 flag, the stand-in banner around a printed EPE, and both spellings of every multi-word flag."""
+import argparse
 import sys
 
 from .errors import Flownet2Error
@@ -22,6 +23,17 @@ def run_main(main, argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def at_least_one(text):
+    """argparse type of every count flag (a batch size, a step, workers, loops): a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return value
 
 
 def add_precision(parser, **kwargs):

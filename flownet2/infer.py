@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from .cli import add_precision, parse, run_main
+from .cli import add_precision, at_least_one, parse, run_main
 from .errors import Flownet2Error
 from .runtime.ais_bench_handover import hand_over_to_ais_bench, typed_model
 from .runtime.engines import ENGINES, engine_for
@@ -62,9 +62,9 @@ def parse_args(argv):
     p.add_argument("--output", "-o", help="folder for results; without it nothing is saved")
     p.add_argument("--output_dirname", help="subfolder of --output (default: a date_time folder)")
     p.add_argument("--outfmt", default="BIN", choices=("BIN", "NPY", "TXT"))
-    p.add_argument("--loop", "-l", type=_positive, default=1, help="runs per batch (all timed)")
+    p.add_argument("--loop", "-l", type=at_least_one, default=1, help="runs per batch (all timed)")
     p.add_argument("--warmup_count", type=_non_negative, default=1, help="untimed runs of the first batch")
-    p.add_argument("--batchsize", "--batch_size", type=_positive,
+    p.add_argument("--batchsize", "--batch_size", type=at_least_one,
                    help="samples per run in the throughput figure (default: the model's batch dimension)")
     p.add_argument("--device", "-d", type=_devices, default=[0],
                    help="GPU id, or a list such as 0,1: one run per device on its share of the files, "
@@ -104,13 +104,6 @@ def refuse_ascend_only(argv):
             lines.append(f"{flag} controls {what}; it has no meaning on ONNX Runtime or PyTorch")
     if lines:
         raise Flownet2Error("\nerror: ".join(lines))
-
-
-def _positive(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
 
 
 def _non_negative(text):

@@ -27,3 +27,14 @@ def parser():
 def test_either_separator_reaches_the_declared_flag(argv, expected):
     args = vars(parse(parser(), argv))
     assert {k: args[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "1.5", "two", ""])
+def test_count_flags_refuse_anything_but_a_whole_number_of_at_least_one(text):
+    import argparse
+
+    from flownet2.cli import at_least_one
+
+    with pytest.raises(argparse.ArgumentTypeError, match="not a whole number of at least 1"):
+        at_least_one(text)
+    assert at_least_one("3") == 3 and at_least_one(" 12 ") == 12
