@@ -181,5 +181,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def cli():
+    """The `flownet2-infer` command (and `python -m flownet2.infer`)."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

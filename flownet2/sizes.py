@@ -39,6 +39,9 @@ def parse_size(text):
     return height, width
 
 
+FLOW_AT = ("output", "source")  # where the model runs when the output is resized (OutputSize.flow_at)
+
+
 @dataclass(frozen=True)
 class OutputSize:
     """The size frames and flows are written at, from the source's: `new_short` (the short side, the
@@ -47,11 +50,16 @@ class OutputSize:
 
     The long side is rounded half up, in integers: long * short_new / short + 1/2, truncated
     (denseflow's `round`, mmcv's `int(x * scale + 0.5)`).
+
+    `flow_at` says where the model runs: "output" (frames resized to the output size first, the model
+    at the next multiples of 64 of it, as denseflow and mmaction2 do: a 256-pixel flow costs a 256-pixel
+    model) or "source" (the model at the source's size, its flow resized after).
     """
 
     new_short: int | None = None
     new_size: tuple | None = None  # (height, width)
     enlarge: bool = False
+    flow_at: str = "output"
 
     def __post_init__(self):
         if self.new_short is not None and self.new_size is not None:
@@ -60,6 +68,12 @@ class OutputSize:
             raise Flownet2Error(f"the new short side must be at least 1, got {self.new_short}")
         if self.new_size is not None and min(self.new_size) < 1:
             raise Flownet2Error(f"the new size must be at least 1x1, got {self.new_size[1]}x{self.new_size[0]}")
+        if self.flow_at not in FLOW_AT:
+            raise Flownet2Error(f"flow_at must be one of {', '.join(FLOW_AT)}, got {self.flow_at!r}")
+
+    @property
+    def resizes(self):
+        return self.new_short is not None or self.new_size is not None
 
     def of(self, size):
         """(height, width) for a source of `size` (height, width)."""
@@ -72,10 +86,15 @@ class OutputSize:
         scaled = (2 * long * self.new_short + short) // (2 * short)
         return (self.new_short, scaled) if h <= w else (scaled, self.new_short)
 
+    def frames_of(self, size):
+        """(height, width) the frames of a source of `size` reach the model at (before its own size rule)."""
+        return self.of(size) if self.flow_at == "output" else tuple(size)
+
     def record(self):
-        """What the files depend on, for a settings file (JSON)."""
+        """What the files depend on, for a settings file (JSON); where the model ran only matters when
+        the output is resized."""
         return {"new_short": self.new_short, "new_size": None if self.new_size is None else list(self.new_size),
-                "enlarge": self.enlarge}
+                "enlarge": self.enlarge, "flow_at": self.flow_at if self.resizes else None}
 
 
 def parse_width_height(text):

@@ -163,7 +163,8 @@ def _argparse_flags(cli):
 @functools.lru_cache(maxsize=None)
 def _argparse_parser(cli):
     """A Python CLI's own parser; None for a script without one."""
-    if cli.endswith(".py") and "argparse" not in (REPO / cli).read_text(encoding="utf-8"):
+    text = (REPO / cli).read_text(encoding="utf-8") if cli.endswith(".py") else ""
+    if cli.endswith(".py") and "argparse" not in text and "flownet2.commands" not in text:
         return None  # takes no flags (and running it would run the benchmark)
     return _parse_call(cli, ["--help"])[0]
 
@@ -401,7 +402,7 @@ def test_stages_page_lists_every_run_all_flag(cli_flags):
     page = REPO / "docs" / "stages.md"
     [rows] = [rows for clis, rows in _sections(page) if "scripts/run_all.sh" in clis and rows]
     named = {flag for row in rows for flag in re.findall(r"(?<![\w-])(--[A-Za-z][\w-]*)", row.split("|")[1])}
-    script = (REPO / "scripts" / "run_all.sh").read_text(encoding="utf-8")
+    script = (REPO / "flownet2" / "commands" / "run_all.sh").read_text(encoding="utf-8")
     [valued] = re.findall(r"^\s+(--dataset\|[-\w|]+)\)", script, re.M)  # the flags its loop takes a value for
     flags = set(valued.split("|")) | set(re.findall(r"^\s+(--\w[\w-]*)\) \w+=1; shift", script, re.M))
     missing = sorted(flags - named)

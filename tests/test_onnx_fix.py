@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import fix_onnx
+from flownet2.commands import fix_onnx
 from flownet2.cli import run_main
 from flownet2.errors import Flownet2Error
 from flownet2.model.provenance import KEY

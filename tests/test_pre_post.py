@@ -4,7 +4,6 @@ The expected pair order, batch/slot positions and values are built here by hand 
 files, never from the manifest, so a mapping bug in either script shows up as a wrong number.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -33,14 +32,7 @@ ORDER = [("synthetic_1", 1), ("synthetic_1", 2), ("synthetic_1", 3), ("synthetic
          ("synthetic_2", 2)]
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pre, post = _script("Flownet2_preprocess"), _script("Flownet2_postprocess")
+from flownet2.commands import postprocess as post, preprocess as pre  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from sintel_mini import MINI, needs_mini
 
-import Flownet2_predict as cli
+from flownet2.commands import predict as cli
 from flownet2.cli import run_main
 from flownet2.data import frames
 from flownet2.errors import Flownet2Error
@@ -428,8 +428,8 @@ def test_same_flow_as_preprocess_runner_postprocess_on_a_real_sintel_pair(tmp_pa
     """alley_1 frames 1 -> 2 (436x1024), stand-in weights, padded to 448x1024: the .flo from
     Flownet2_predict.py equals the one the three-stage chain writes (postprocess --save-flo).
     About 20 s: two FlowNet2 forwards at Sintel's own size, which is the point (436 rows padded to 448)."""
-    import Flownet2_postprocess as post
-    import Flownet2_preprocess as pre
+    from flownet2.commands import postprocess as post
+    from flownet2.commands import preprocess as pre
     from flownet2 import infer
 
     src = Path(MINI) / "training"

@@ -135,19 +135,22 @@ def test_a_long_step_holds_only_its_frames(tmp_path):
 
 # ---------------------------------------------------------------------------- output sizes
 
+@pytest.mark.parametrize("flow_at", ["output", "source"])
 @pytest.mark.parametrize("mode, source, flag, out", [
     ("resize", (96, 160), ["--new-size", "80x48"], (48, 80)),  # the model saw the whole frame resized
     ("pad", (50, 100), ["--new-short", "40"], (40, 80)),  # the model saw it in its top-left corner
 ])
-def test_the_flow_at_an_output_size_is_the_models_resized_with_u_v_scaled(tmp_path, capsys, mode, source, flag, out):
+def test_the_flow_at_an_output_size_is_the_models_resized_with_u_v_scaled(tmp_path, capsys, mode, source, flag, out,
+                                                                           flow_at):
     field = smooth_field()
     model = tiny_model(tmp_path / "f.onnx", size=(64, 128), field=field)
     write_frames(tmp_path / "frames", clip_frames(3, 0, size=source))
     code, out_text, err = run_cli(["--model", model, "--input", tmp_path / "frames", "--output", tmp_path / "o",
-                                   "--size-mode", mode, "--png", *flag], capsys)
+                                   "--size-mode", mode, "--png", "--flow-at", flow_at, *flag], capsys)
     assert code == 0, err
     assert f"written at {out[0]}x{out[1]}" in out_text
-    seen = field if mode == "resize" else field[:, :source[0], :source[1]]
+    given = out if flow_at == "output" else source  # the frames' size as the model was given them
+    seen = field if mode == "resize" else field[:, :given[0], :given[1]]
     expected = hand_scaled(seen, out)
     for i in (1, 2):
         flow = read_flo(tmp_path / "o" / f"frame_{i:04d}.flo")

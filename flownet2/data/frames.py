@@ -15,8 +15,7 @@ import numpy as np
 
 from ..errors import Flownet2Error
 from ..fileio import atomic_write, natural_sorted
-from .. import sizes
-from . import decode, images
+from . import decode
 from .flow_formats import is_flow_jpg
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
@@ -53,6 +52,12 @@ class FrameSource:
     rotation: int = 0  # video: degrees counter-clockwise its display matrix turns the coded frames
     oriented: int = 0  # images / folder: frames turned or mirrored by their EXIF orientation
     step: int = 1
+    resize_to: tuple | None = None  # (height, width) the frames are resized to as they are read
+
+    @property
+    def frame_size(self):
+        """(height, width) of the frames frames() yields: what the model is given."""
+        return tuple(self.resize_to or self.size)
 
     @property
     def orientation_note(self):
@@ -73,18 +78,30 @@ class FrameSource:
         return os.path.splitext(os.path.basename(self.files[i]))[0]
 
     def frames(self):
-        """Yield (height, width, 3) RGB frames as displayed, one at a time: uint8, or float32 on the
-        8-bit scale from a 16-bit file (decode.read_frame)."""
+        """Yield (height, width, 3) RGB frames as displayed, one at a time, at frame_size: uint8, or
+        float32 on the 8-bit scale from a 16-bit file (decode.read_frame)."""
         if self.kind == "video":
-            yield from _video_frames(self.path, self.size, self.rotation)
+            decoded = _video_frames(self.path, self.size, self.rotation)
+        else:
+            decoded = (decode.read_frame(path) for path in self.files)
+        if self.resize_to is None or tuple(self.resize_to) == tuple(self.size):
+            yield from decoded
             return
-        for path in self.files:
-            yield decode.read_frame(path)
+        for frame in decoded:
+            yield resize_frame(frame, self.resize_to, antialias=True)
 
 
-def open_source(inputs, step=1):
-    """A FrameSource for [image, image], [folder] or [video], pairing frames i and i + `step`;
+def open_source(inputs, step=1, size=None):
+    """A FrameSource for [image, image], [folder] or [video], pairing frames i and i + `step`; with
+    `size` (a sizes.OutputSize) its frames are resized to where the model runs (OutputSize.frames_of);
     checks what it can before any work."""
+    source = _open(inputs, step)
+    if size is not None and size.frames_of(source.size) != tuple(source.size):
+        source.resize_to = size.frames_of(source.size)
+    return source
+
+
+def _open(inputs, step):
     inputs = [os.fspath(p) for p in inputs]
     if not isinstance(step, int) or step < 1:
         raise Flownet2Error(f"the frame step must be a whole number of at least 1, got {step}")
@@ -217,25 +234,34 @@ def _rgb(frame):
     return frame.to_ndarray(format="rgb48le").astype(np.float32) / np.float32(decode.SIXTEEN_BIT_STEP)
 
 
-def check_size(source, model_size, mode):
-    """A padder for the source's frames at `model_size`; pad mode cannot shrink a frame."""
-    (h, w), (mh, mw) = source.size, model_size
-    if mode == "pad" and (h > mh or w > mw):
-        fit_h, fit_w = sizes.model_size(h, w)
-        raise Flownet2Error(f"{source.path}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
-                            f"resize them instead of padding, or export a model for this size "
-                            f"(`Flownet2_pth2onnx.py --height {fit_h} --width {fit_w}`)")
-    return images.InputPadder(source.size, model_size, mode)
+def resize_frame(rgb, size, *, antialias=False):
+    """An (h, w, 3) frame (uint8, or float32 on the 8-bit scale) at `size` (height, width); the frame
+    itself when it already has that size.
 
-
-def resize_frame(rgb, size):
-    """An (h, w, 3) uint8 frame at `size` (height, width): OpenCV's bilinear resize, what denseflow
-    and mmcv write their frames with; the frame itself when it already has that size."""
+    antialias=False: OpenCV's bilinear resize, what denseflow and mmcv write their frames with (and
+    the frames written after a model run at the source's size). antialias=True: bilinear whose kernel
+    widens with the shrink factor (Pillow's BILINEAR, torch's antialias=True), so a frame shrunk
+    before the model keeps no aliasing a plain 2x2 lookup would add; the same as plain bilinear when
+    enlarging. float32 frames stay float32 (each channel resampled in Pillow's float mode).
+    """
     if rgb.shape[:2] == tuple(size):
         return rgb
+    if antialias:
+        return _resize_antialiased(rgb, size)
     import cv2  # first use only: runs at the source's size never need it
 
     return cv2.resize(np.ascontiguousarray(rgb), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _resize_antialiased(rgb, size):
+    from PIL import Image
+
+    wh = (size[1], size[0])
+    if rgb.dtype == np.uint8:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(wh, Image.BILINEAR))
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c], np.float32), "F").resize(wh, Image.BILINEAR))
+                for c in range(rgb.shape[2])]
+    return np.stack(channels, axis=-1)
 
 
 def check_video_out(path):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import sizes
 from ..errors import Flownet2Error
 from . import decode
 
@@ -93,6 +94,18 @@ def resize_bilinear(x, height, width):
 
 
 SIZE_MODES = ("pad", "resize")  # how frames reach the model size; see InputPadder
+
+
+def padder_for(size, model_size, mode, *, name="the frames"):
+    """An InputPadder for frames of `size` at `model_size`; pad mode cannot shrink a frame."""
+    check_size_mode(mode)
+    (h, w), (mh, mw) = size, model_size
+    if mode == "pad" and (h > mh or w > mw):
+        fit_h, fit_w = sizes.model_size(h, w)
+        raise Flownet2Error(f"{name}: frames are {h}x{w}, larger than the model's {mh}x{mw}; "
+                            f"resize them instead of padding, or export a model for this size "
+                            f"(`Flownet2_pth2onnx.py --height {fit_h} --width {fit_w}`)")
+    return InputPadder(size, model_size, mode)
 
 
 def check_size_mode(mode):

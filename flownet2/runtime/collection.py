@@ -14,7 +14,6 @@ import os
 import re
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -26,15 +25,14 @@ from ..errors import Flownet2Error, OutputError
 from ..fileio import atomic_save, folder_lock, natural_sorted, output_fault, output_faults, remove_temporaries
 from ..score import quality
 from ..score.quality import ALPHA1, ALPHA2
-from ..sizes import OutputSize, model_size
+from ..sizes import OutputSize
 from . import predict
-from .engines import choose, engine_for
+from .flow_model import FlowModel
 from .outputs import Outputs
 
 MARKER = ".flownet2_done.json"
 SETTINGS_FILE = ".flownet2_collection.json"
 LIST_EXTS = (".txt", ".lst", ".list")
-SESSIONS_KEPT = 2  # PyTorch models are built per frame size; a mixed collection keeps the last two
 
 
 class ModelError(Flownet2Error):
@@ -104,6 +102,7 @@ class Outcome:
     reason: str = ""
     loads: int = 0  # models this worker opened for this job
     rotation: int = 0  # degrees the video's display matrix turned its frames
+    model_size: tuple | None = None  # (height, width) the model ran at
 
 
 # ------------------------------------------------------------------------------------------ jobs
@@ -217,7 +216,10 @@ def check_settings(settings):
     record = settings.record()
     if os.path.isfile(path) and not settings.force:
         with open(path, encoding="utf-8") as f:
-            old = {**_RECORD_DEFAULTS, **json.load(f)}
+            old = json.load(f)
+        # a folder from before `flow_at` existed ran the model at the source's size
+        old = {**_RECORD_DEFAULTS, "flow_at": "source" if old.get("new_short") or old.get("new_size") else None,
+               **old}
         if old != record:
             diff = ", ".join(f"{k} {old.get(k)!r} (now {record.get(k)!r})" for k in dict.fromkeys([*record, *old])
                              if old.get(k) != record.get(k))
@@ -231,47 +233,39 @@ def check_settings(settings):
 # ---------------------------------------------------------------------------------------- worker
 
 class Worker:
-    """Runs jobs with one opened model (per frame size for PyTorch, which builds for one size)."""
+    """Runs jobs with one model (flow_model.FlowModel: a session per model size, the last few kept)."""
 
     def __init__(self, settings, opener=None):
-        from .sessions import open_model
-
-        self.settings, self.opener = settings, opener or open_model
+        self.settings, self.opener = settings, opener
         self.outputs = settings.outputs()
-        self.sessions = OrderedDict()
-        self.loads = 0
-        self.chosen = None
+        self._model = None
 
-    def engine(self):
-        """(engine name, precision) this worker runs, chosen once in its own process (engines.choose)."""
-        if self.chosen is None:
+    def model(self):
+        """The FlowModel this worker runs, made once in its own process (a Ray worker: on its machine)."""
+        if self._model is None:
             s = self.settings
             try:
-                self.chosen = choose(s.model, s.backend, s.precision)
+                self._model = FlowModel(s.model, backend=s.backend, precision=s.precision, device=s.device,
+                                        batch_size=s.batch_size, size_mode=s.size_mode, opener=self.opener)
             except Flownet2Error as e:
                 raise ModelError(str(e)) from None
-        return self.chosen
+        return self._model
+
+    @property
+    def loads(self):
+        return 0 if self._model is None else self._model.loads
+
+    def engine(self):
+        """(engine name, precision) this worker runs (engines.choose)."""
+        return self.model().backend, self.model().precision
 
     def session(self, source):
-        backend, precision = self.engine()
-        # a static model has one input size, whatever the frames
-        key = None if engine_for(self.settings.model, backend).static else model_size(*source.size)
-        if key not in self.sessions:
-            s = self.settings
-            try:
-                self.sessions[key] = self.opener(s.model, backend=backend, batch_size=s.batch_size, size=key,
-                                                 precision=precision, device=s.device)
-            except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
-                raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{s.model}: {type(e).__name__}: {e}") \
-                    from None
-            if s.batch_size is not None and self.sessions[key].batch_size != s.batch_size:
-                raise ModelError(f"{s.model}: the model runs batches of {self.sessions[key].batch_size}, "
-                                 f"not {s.batch_size}")
-            self.loads += 1
-            while len(self.sessions) > SESSIONS_KEPT:
-                self.sessions.popitem(last=False)
-        self.sessions.move_to_end(key)
-        return self.sessions[key]
+        model = self.model()
+        try:
+            return model.session(source.frame_size)
+        except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
+            raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{model.model}: {type(e).__name__}: {e}") \
+                from None
 
     def run(self, job):
         """Outcome of one video. What is no video's fault escapes, after clearing its partial files: an
@@ -296,7 +290,7 @@ class Worker:
                 return Outcome(job.key, job.name, "skipped")
             _clear(folder, marker)
             try:
-                result, label, rotation = self._predict(job, folder)
+                result, label, rotation, model_size = self._predict(job, folder)
                 backend, precision = self.engine()
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
                           "engine": {"name": backend, "precision": precision},
@@ -313,18 +307,18 @@ class Worker:
                 os.rmdir(folder)  # only when empty: a failed video leaves no folder for a reader to count
             return failure
         return Outcome(job.key, job.name, "done", pairs=result.pairs, seconds=time.perf_counter() - t0,
-                       model_ms=result.model_ms, loads=self.loads - loads, rotation=rotation)
+                       model_ms=result.model_ms, loads=self.loads - loads, rotation=rotation, model_size=model_size)
 
     def _predict(self, job, folder):
         s = self.settings
-        source = frames.open_source([job.video], step=s.step)
+        source = frames.open_source([job.video], step=s.step, size=s.output_size)
         if source.kind != "video":
             raise Flownet2Error(f"{job.video}: not a video")
         session = self.session(source)
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
-        return result, getattr(session, "label", None), source.rotation
+        return result, getattr(session, "label", None), source.rotation, tuple(session.size)
 
 
 def _raise_unless_the_videos(error, output):
@@ -365,6 +359,7 @@ class Tally:
     model_ms: float = 0.0
     loads: int = 0
     rotated: int = 0  # videos turned to display orientation by their display matrix
+    model_sizes: set = field(default_factory=set)  # every (height, width) the model ran at
     t0: float = field(default_factory=time.perf_counter)
     bar: object = None
 
@@ -379,6 +374,8 @@ class Tally:
         self.model_ms += outcome.model_ms
         self.loads += outcome.loads
         self.rotated += bool(outcome.rotation)
+        if outcome.model_size is not None:
+            self.model_sizes.add(outcome.model_size)
         if outcome.status == "failed":
             self.failures.append(outcome)
             lines = "".join(f"{o.name}\t{o.reason}\n" for o in sorted(self.failures, key=lambda o: o.key))
@@ -398,12 +395,20 @@ class Tally:
         lines = [(f"videos: {c['done']} done, {c['skipped']} skipped (finished before), {c['failed']} failed"
                   f"{held} of {self.total}"),
                  (f"pairs: {self.pairs} computed in {seconds:.1f} s, {self.pairs / seconds:.2f} pairs/s; "
-                  f"model busy {self.model_ms / 1000:.1f} s; model opened {self.loads} time(s)")]
+                  f"model busy {self.model_ms / 1000:.1f} s; model opened {self.loads} time(s)"
+                  f"{_sizes_note(self.model_sizes)}")]
         if self.rotated:
             lines.append(f"{self.rotated} video(s) turned to display orientation by their display matrix")
         if self.failures:
             lines.append(f"failed videos and their reasons: {self.failed_path}")
         return lines
+
+
+def _sizes_note(sizes):
+    if not sizes:
+        return ""
+    listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
+    return f" for {len(sizes)} model size(s) ({listed})" if len(sizes) <= 4 else f" for {len(sizes)} model sizes"
 
 
 def failed_list_path(output, shard_spec=None):

@@ -5,7 +5,6 @@ is never held) and the model does not wait on I/O: a reader thread decodes frame
 the calling thread runs the model, a writer thread brings each flow back to its frame's size and
 writes it. Every file is written atomically; an error stops all three and is raised in the caller.
 """
-import collections
 import contextlib
 import functools
 import os
@@ -23,6 +22,7 @@ from ..data.flow_formats import OCCLUSION_SUFFIX, OUTPUT_FILE, FlowFormat, write
 from ..errors import Flownet2Error
 from ..fileio import check_inputs_kept, check_writable, output_faults, remove_temporaries, save_png
 from ..score import metrics, quality, visualize
+from .flow_model import flow_back, frame_pairs, stream
 from .outputs import Outputs
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
@@ -155,37 +155,6 @@ def prepare_outputs(source, output, outputs, *, force=False):
         remove_video_outputs(video_folder(source, output))
 
 
-def _batches(source, padder, batch_size, model_size, keep_frames, on_frame=None):
-    """Yield (first pair index, real pairs, x1, x2, [(frame, next frame)] or Nones); pair n is frames
-    (n, n + source.step). A short last batch is filled by repeating its last pair (a static model
-    always takes `batch_size`). `on_frame(n, frame)` sees every frame as it is decoded."""
-    shape = (batch_size, 3) + tuple(model_size)
-    x1 = x2 = None
-    kept, n = [], 0
-    held = collections.deque(maxlen=source.step + 1)  # the only frames kept: a long video is never held
-    for k, frame in enumerate(source.frames()):
-        if on_frame is not None:
-            on_frame(k, frame)
-        held.append(frame)
-        if len(held) == held.maxlen:
-            if x1 is None:
-                x1, x2, kept = np.empty(shape, np.float32), np.empty(shape, np.float32), []
-            slot = n % batch_size
-            # normalise straight into the slot's corner (pad mode), as the preprocess does
-            a, b = images.normalise_pair(held[0], frame, padder.corner(x1[slot]), padder.corner(x2[slot]))
-            padder.pad(a, out=x1[slot])
-            padder.pad(b, out=x2[slot])
-            kept.append((held[0], frame) if keep_frames else (None, None))
-            n += 1
-            if slot == batch_size - 1:
-                yield n - batch_size, batch_size, x1, x2, kept
-                x1 = None
-    if x1 is not None:
-        count = n % batch_size
-        x1[count:], x2[count:] = x1[count - 1], x2[count - 1]
-        yield n - count, count, x1, x2, kept
-
-
 class _Stages:
     """Bounded hand-overs between threads; the first error stops every stage."""
 
@@ -265,7 +234,7 @@ class _Writer:
         self.bar.update(1)
 
     def _unpad(self, model_flow):
-        return self.padder.unpad(model_flow, size=self.size).transpose(1, 2, 0)
+        return flow_back(self.padder, model_flow, self.size)
 
     def frame(self, n, frame):
         for write in self.per_frame.values():
@@ -343,10 +312,10 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
     """
     outputs = outputs or Outputs()
     clear = functools.partial(clear_outputs, source, output, outputs)
-    padder = frames.check_size(source, session.size, size_mode)
+    padder = images.padder_for(source.frame_size, session.size, size_mode, name=source.path)
     result = Result()
     stages = _Stages()
-    to_model, to_writer = queue.Queue(QUEUED_BATCHES), queue.Queue(QUEUED_BATCHES)
+    to_writer = queue.Queue(QUEUED_BATCHES)
     bar = tqdm(total=source.pair_count, unit="pair", desc="predict", disable=not progress)
     t0 = time.perf_counter()
     video = _maybe_video(outputs.video, outputs.fps or source.fps)
@@ -354,36 +323,26 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
         writer = _Writer(source, padder, output, outputs, write_video=write_video, result=result, bar=bar,
                          weights=getattr(session, "label", None))
         on_frame = writer.frame if writer.per_frame else None
-        batches = _batches(source, padder, session.batch_size, session.size, outputs.keeps_frames, on_frame)
-
-        def read():
-            for batch in batches:
-                if not stages.put(to_model, batch):
-                    return
-            stages.put(to_model, _DONE)
+        pairs = frame_pairs(source.frames(), source.step, on_frame)
 
         def write():
-            while (item := stages.get(to_writer)) is not _DONE:
-                (first, count, _, _, kept), flow, back = item
-                for s in range(count):
-                    writer.pair(first + s, flow[s], None if back is None else back[s], kept[s])
+            while (batch := stages.get(to_writer)) is not _DONE:
+                for s in range(batch.count):
+                    writer.pair(batch.first + s, batch.flow[s], None if batch.back is None else batch.back[s],
+                                batch.kept[s])
 
-        threads = [stages.thread(read), stages.thread(write)]
+        thread = stages.thread(write)
         try:
-            while (batch := stages.get(to_model)) is not _DONE:
-                x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
-                (flow, *_), ms = session.run([x1, x2])
-                result.model_ms += ms
-                back = None
-                if outputs.two_way:  # the pair the other way round: normalise_pair treats both frames alike
-                    (back, *_), ms = session.run([x2, x1])
-                    result.model_ms += ms
-                stages.put(to_writer, (batch, flow, back))
+            with contextlib.closing(stream(session, padder, pairs, two_way=outputs.two_way,
+                                           keep_frames=outputs.keeps_frames)) as batches:
+                for batch in batches:
+                    result.model_ms += batch.ms
+                    if not stages.put(to_writer, batch):
+                        break
             stages.put(to_writer, _DONE)
         except BaseException as e:
             stages.fail(e)
-        for t in threads:
-            t.join()
+        thread.join()
         if stages.error is not None:
             raise stages.error
     result.seconds = time.perf_counter() - t0

@@ -1,0 +1,1 @@
+"""Datasets, flow file formats, frame sources, the .bin batches and the manifest."""

@@ -1,0 +1,1 @@
+"""The network, its layers, checkpoints, export and the weights' provenance."""

@@ -1,0 +1,1 @@
+"""ONNX graph rewrites, reduced-precision emulation and the Ascend ATC checks."""

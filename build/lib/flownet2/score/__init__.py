@@ -1,0 +1,1 @@
+"""EPE and the other metrics, the postprocess report, the chain of custody, pictures."""
