@@ -32,10 +32,10 @@ av = pytest.importorskip("av")
 GOOD = {"a/v1.mp4": 4, "a/v2.avi": 3, "b/v3.mkv": 4}  # video -> frames
 
 
-def diff_model(path, size=(64, 128)):
+def diff_model(path, size=(64, 128), batch=1):
     """A static ONNX model whose flow needs both frames: channels 0, 1 of x2 minus those of x1."""
     h, w = size
-    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, h, w]) for n, c in
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, c, h, w]) for n, c in
           (("x1", 3), ("x2", 3), ("flow", 2))]
     inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
              (("starts", [0]), ("ends", [2]), ("axes", [1]))]
