@@ -211,6 +211,59 @@ def test_a_rerun_with_another_step_or_size_is_refused_and_old_settings_files_sti
     settings.write_text(json.dumps(old))
     code, out, err = run_cli(base + ["--force"], capsys)
     assert code == 0, err
+    # a folder from before the model ran at the output's size: resized ones ran at the source's
+    assert run_cli(base + ["--new-short", "32", "--force"], capsys)[0] == 0
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items() if k != "flow_at"}))
+    code, _, err = run_cli(base + ["--new-short", "32"], capsys)
+    assert code == 2 and "flow_at 'source' (now 'output')" in err
+    assert run_cli(base + ["--new-short", "32", "--flow-at", "source"], capsys)[0] == 0
+
+
+# ------------------------------------------------------------------ frames at the output's size, before the model
+
+def test_a_frame_shrunk_before_the_model_is_bilinear_with_antialiasing():
+    """Against torch's own antialiased bilinear (an independent implementation): uint8 within one
+    grey level (each rounds on its own), the float frames of 16-bit sources within 0.01 (float32 weights)."""
+    import torch
+    import torch.nn.functional as F
+
+    from flownet2.data.frames import resize_frame
+
+    img = np.random.default_rng(0).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    for size in [(40, 57), (33, 131), (97, 60), (150, 200)]:  # shrink both ways, one side, enlarge
+        ref = F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].float(), size=size, mode="bilinear",
+                            antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
+        ours = resize_frame(img, size, antialias=True)
+        assert ours.dtype == np.uint8 and ours.shape == size + (3,)
+        assert np.abs(ours - ref).max() <= 1.0
+        assert np.abs(resize_frame(img.astype(np.float32), size, antialias=True) - ref).max() < 0.01
+
+
+def test_a_phone_photo_with_new_short_runs_the_model_at_that_short_side(tmp_path, capsys):
+    """Two 4032x3024 photos, --new-short 64: the model (a checkpoint's: sized by the frames it is given)
+    runs at 64x128 (the frames at 64x85), and the flow is written at 64x85."""
+    big = [cv2.resize(f, (4032, 3024)) for f in clip_frames(2, 0, size=(96, 128))]
+    paths = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    for path, img in zip(paths, big):
+        Image.fromarray(img).save(path, quality=90)
+    code, out, err = run_cli(["--model", "stand-in:s:0", "--backend", "torch", "--precision", "fp32", "--input",
+                              *paths, "--output", tmp_path / "o", "--new-short", "64"], capsys)
+    assert code == 0, err
+    assert "(3024x4032, 1 pair(s)); model: stand-in:s:0 (64x128," in out
+    assert "written at 64x85 (frames resized first)" in out
+    assert read_flo(tmp_path / "o" / "a.flo").shape == (64, 85, 2)
+
+
+def test_a_collection_of_two_sizes_alternating_opens_two_models_not_four(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for k, size in enumerate([(64, 64), (64, 128), (64, 64), (64, 128)]):  # v1 A, v2 B, v3 A, v4 B
+        encode_video(videos / f"v{k + 1}.mp4", clip_frames(3, k, size=size), qp="0")
+    code, out, err = run_cli(["--model", "stand-in:s:0", "--backend", "torch", "--precision", "fp32", "--input",
+                              videos, "--output", tmp_path / "o"], capsys)
+    assert code == 0, err
+    assert "model opened 2 time(s) for 2 model size(s) (64x64, 64x128)" in out
+    assert all(len(list((tmp_path / "o" / f"v{k}").glob("*.flo"))) == 2 for k in (1, 2, 3, 4))
 
 
 # -------------------------------------------------------------------- a full or read-only output
