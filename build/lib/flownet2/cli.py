@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .errors import Flownet2Error
+from .precisions import PRECISIONS
 from .model.provenance import STAND_IN_BANNER, is_stand_in
 
 
@@ -37,10 +38,7 @@ def at_least_one(text):
 
 
 def add_precision(parser, **kwargs):
-    """--precision, its choices every engine's precisions (read from the engine table, which imports no
-    engine: a script's start-up does not pay for torch)."""
-    from .runtime.engines import PRECISIONS
-
+    """--precision, its choices every engine's precisions (flownet2/precisions.py)."""
     parser.add_argument("--precision", choices=PRECISIONS, **kwargs)
 
 

@@ -90,6 +90,17 @@ def read_frame(path):
     return np.ascontiguousarray(orient(pixels, orientation))
 
 
+def from_pil(im, *, name="image"):
+    """A PIL image opened by your own code, read as read_frame reads a file (EXIF orientation applied;
+    a 16-bit colour PNG needs its file, which Pillow keeps as im.filename)."""
+    orientation = _orientation(im)
+    try:
+        pixels = _pixels(getattr(im, "filename", "") or name, im)
+    except (OSError, ValueError) as e:
+        raise Flownet2Error(f"{name}: cannot decode image ({e})") from None
+    return np.ascontiguousarray(orient(pixels, orientation))
+
+
 def _rawmode(im):
     """How the file stores its pixels (PNG: 'RGB;16B'), from the first tile, before decoding."""
     args = im.tile[0].args if im.tile else ""

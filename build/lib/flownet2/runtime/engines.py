@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 
 from ..errors import Flownet2Error
+from ..precisions import PRECISIONS  # noqa: F401 - re-exported: every engine's precisions, by name
 from ..model.provenance import model_kind, weights_label
 
 CANN_SET_ENV = ("$ASCEND_SET_ENV", "$ASCEND_TOOLKIT_HOME/set_env.sh",
@@ -102,7 +103,6 @@ ENGINES = {engine.name: engine for engine in (
            options=("batch_size", "size", "precision"), static=True, tools=(OPENVINO,), also=("torch",),
            precisions=("fp32", "bf16")),
 )}
-PRECISIONS = tuple(dict.fromkeys(p for engine in ENGINES.values() for p in engine.precisions))  # --precision
 _BY_KIND = {engine.kind: engine for engine in ENGINES.values() if engine.name != "openvino"}
 
 
