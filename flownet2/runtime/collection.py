@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from .. import fileio
-from ..data import frames
+from ..data import frames, meta_csv, sampling
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error, OutputError
 from ..fileio import atomic_save, folder_lock, natural_sorted, output_fault, output_faults, remove_temporaries
-from ..score import quality
+from ..score import motion, quality
 from ..score.quality import ALPHA1, ALPHA2
 from ..sizes import OutputSize, model_size
 from . import predict
@@ -73,6 +73,14 @@ class Settings:
     quality: bool = False
     occ_alpha1: float = ALPHA1
     occ_alpha2: float = ALPHA2
+    motion: bool = False  # motion scores of sampled frames (data/sampling.py) in each marker
+    sample_fps: float | None = None  # the sampling rule: a rate, or ...
+    sample_frames: tuple | None = None  # ... frame indices
+    transpose_portrait: bool = False
+    flow_files: bool = True  # the flow files (a motion run writes none unless asked)
+
+    def sampling(self):
+        return sampling.Sampling(fps=self.sample_fps, indices=self.sample_frames)
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
@@ -80,12 +88,14 @@ class Settings:
     def outputs(self):
         """What each video's prediction writes (no ground truth or flow video in a collection)."""
         return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius, size=self.output_size,
-                       **{k: getattr(self, k) for k in CHECKS})
+                       flow=self.flow_files, motion=self.motion, **{k: getattr(self, k) for k in CHECKS})
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
-        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step", *CHECKS)
-        return {**{k: getattr(self, k) for k in kept}, **self.output_size.record()}
+        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step", *CHECKS,
+                "motion", "sample_fps", "transpose_portrait", "flow_files")
+        frames_list = None if self.sample_frames is None else list(self.sample_frames)  # as JSON reads it back
+        return {**{k: getattr(self, k) for k in kept}, "sample_frames": frames_list, **self.output_size.record()}
 
 
 CHECKS = ("backward", "occlusion", "quality", "occ_alpha1", "occ_alpha2")  # flow checked without ground truth
@@ -104,14 +114,19 @@ class Outcome:
     reason: str = ""
     loads: int = 0  # models this worker opened for this job
     rotation: int = 0  # degrees the video's display matrix turned its frames
+    decode_ms: float = 0.0  # motion scores: time spent decoding and resizing the sampled frames
 
 
 # ------------------------------------------------------------------------------------------ jobs
 
 def find_jobs(path):
-    """(jobs, one line saying what was found) for a folder tree of videos or a list file; None for
-    anything else (two images, a folder of frames, one video: today's single source)."""
+    """(jobs, one line saying what was found) for a folder tree of videos, a list file or a table (.csv
+    with a `path` column); None for anything else (two images, a folder of frames, one video: today's
+    single source)."""
     path = os.fspath(path)
+    if os.path.isfile(path) and os.path.splitext(path)[1].lower() == ".csv":
+        jobs = _csv_jobs(path)
+        return jobs, f"a table of {len(jobs)} video(s) ({path}, column path)"
     if os.path.isfile(path) and os.path.splitext(path)[1].lower() in LIST_EXTS:
         jobs = _list_jobs(path)
         return jobs, f"a list of {len(jobs)} video(s) ({path})"
@@ -170,6 +185,18 @@ def _list_jobs(list_path):
         raise Flownet2Error(f"{list_path}: {outside[0]} is outside the list's folder, so it has no place "
                             "under the output folder; list paths below the list's folder")
     return _jobs(names, base, list_path)
+
+
+def _csv_jobs(csv_path):
+    """A table's videos (relative to its folder, or absolute as Open-Sora writes them); output keys:
+    the path below the deepest folder holding them all; names: as the table spells them."""
+    here = os.path.dirname(os.path.abspath(csv_path))
+    listed = meta_csv.read(csv_path).paths
+    videos = [os.path.normpath(os.path.join(here, n)) for n in listed]
+    base = os.path.commonpath([os.path.dirname(v) for v in videos])
+    spelled = dict(zip(videos, listed))
+    return [Job(j.video, j.key, spelled[j.video]) for j in
+            _jobs([os.path.relpath(v, base) for v in videos], base, csv_path)]
 
 
 def _jobs(names, base, where):
@@ -296,11 +323,13 @@ class Worker:
                 return Outcome(job.key, job.name, "skipped")
             _clear(folder, marker)
             try:
-                result, label, rotation = self._predict(job, folder)
+                result, label, source = self._predict(job, folder)
                 backend, precision = self.engine()
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
                           "engine": {"name": backend, "precision": precision},
-                          **({"scores": result.quality} if result.quality is not None else {})}
+                          **({"scores": result.quality} if result.quality is not None else {}),
+                          **({"motion": motion.clip_record(result.motion, source, model_ms=result.model_ms)}
+                             if result.motion is not None else {})}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
                 failure = None
             except BaseException as e:  # noqa: BLE001 - nothing half-done stays behind, whatever stopped it
@@ -313,18 +342,23 @@ class Worker:
                 os.rmdir(folder)  # only when empty: a failed video leaves no folder for a reader to count
             return failure
         return Outcome(job.key, job.name, "done", pairs=result.pairs, seconds=time.perf_counter() - t0,
-                       model_ms=result.model_ms, loads=self.loads - loads, rotation=rotation)
+                       model_ms=result.model_ms, loads=self.loads - loads, rotation=source.rotation,
+                       decode_ms=1000 * getattr(source, "decode_s", 0.0))
 
     def _predict(self, job, folder):
         s = self.settings
-        source = frames.open_source([job.video], step=s.step)
+        if s.motion:  # the sampled frames, at the size they are scored at
+            source = sampling.open_clip(job.video, s.sampling(), size=s.output_size,
+                                        transpose_portrait=s.transpose_portrait)
+        else:
+            source = frames.open_source([job.video], step=s.step)
         if source.kind != "video":
             raise Flownet2Error(f"{job.video}: not a video")
         session = self.session(source)
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
-        return result, getattr(session, "label", None), source.rotation
+        return result, getattr(session, "label", None), source
 
 
 def _raise_unless_the_videos(error, output):
@@ -363,6 +397,7 @@ class Tally:
     failures: list = field(default_factory=list)
     pairs: int = 0
     model_ms: float = 0.0
+    decode_ms: float = 0.0
     loads: int = 0
     rotated: int = 0  # videos turned to display orientation by their display matrix
     t0: float = field(default_factory=time.perf_counter)
@@ -377,6 +412,7 @@ class Tally:
         self.counts[outcome.status] += 1
         self.pairs += outcome.pairs
         self.model_ms += outcome.model_ms
+        self.decode_ms += outcome.decode_ms
         self.loads += outcome.loads
         self.rotated += bool(outcome.rotation)
         if outcome.status == "failed":
