@@ -213,6 +213,11 @@ def test_the_table_copy_keeps_columns_and_order_and_a_rerun_resumes(scored, tmp_
     code, text, _ = score(scored, capsys, out, "--frames", "0,10,20,30", "--quality")
     assert code == 1 and "0 done, 3 skipped" in text
     assert ((out / "motion.csv").read_bytes(), (out / "meta_flow.csv").read_bytes()) == first
+    # motion.csv (it has a path column) as the input of a run into the same folder: refused, kept
+    code, _, err = run_cli(["--model", scored[3], "--input", out / "motion.csv", "--output", out,
+                            "--motion-score", "--frames", "0,10,20,30", "--quality", "--force"], capsys)
+    assert code == 2 and "would be written over the input" in err
+    assert (out / "motion.csv").read_bytes() == first[0]
 
 
 def _pairs(path, used):
