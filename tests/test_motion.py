@@ -260,3 +260,10 @@ def test_sampled_frames_are_the_frames_a_full_decode_counts(tmp_path):
             assert all((g == decoded[i]).all() for g, i in zip(got, clip.used))
             if name == "k4.mp4" and rule.fps:
                 assert clip.seeks >= 3 and clip.decoded < 40 // 2  # sought, not decoded through
+    # a clip shorter than one step: its first and last frames (data-juicer's step of at most frames - 1),
+    # whether the container says how many frames it has (mp4) or not (mkv)
+    for name, codec in (("five.mp4", "libx264"), ("five.mkv", "ffv1")):
+        encode_video(tmp_path / name, frames[:5], codec=codec)
+        clip = sampling.open_clip(tmp_path / name, sampling.Sampling(fps=1))
+        list(clip.frames())
+        assert clip.used == reference_indices(5, fps=1)[0] == [0, 4] and not clip.short

@@ -3,8 +3,9 @@ keeping the clip, seeking where the container allows it, yielded at the size the
 
 Two rules, as the curation pipelines people copy use them:
 - every `fps`-th of a second (data-juicer's video_motion_score_filter): step = round(clip fps / fps)
-  (Python's round, as data-juicer's), at least 1 and, where the clip says how many frames it has, at
-  most frames - 1; samples 0, step, 2 step... up to the last frame.
+  (Python's round, as data-juicer's), at least 1 and at most frames - 1 (a clip that does not say how
+  many frames it has: its last frame stands in for a second sample past its end); samples 0, step,
+  2 step... up to the last frame.
 - fixed `indices` (Open-Sora's optical-flow scoring: 0, 10, 20, 30): a clip shorter than the last
   index uses the indices it has and then its last frame, once (Open-Sora repeats the last frame for
   each missing index, which scores a frame against itself; that zero pair is left out here) and
@@ -172,11 +173,13 @@ class _Seeker:
         clip = self.clip
         for target in clip.sampling.plan(clip.fps, clip.frame_count):
             found = self.frame_at(target)
-            if found is None:  # the clip ended before the target
-                if clip.sampling.indices is not None:
-                    clip.short = True
-                    if self.last is not None and (not clip.used or self.last[0] > clip.used[-1]):
-                        yield self.last
+            if found is None:  # the clip ended before the target: its last frame closes the samples
+                # where the rule asked for more (indices), or where a clip that does not say its length
+                # had one sample only (a step of at most frames - 1, as the rate rule takes it)
+                clip.short = clip.sampling.indices is not None
+                last = self.last is not None and (not clip.used or self.last[0] > clip.used[-1])
+                if last and (clip.short or len(clip.used) == 1):
+                    yield self.last
                 return
             yield found
 
