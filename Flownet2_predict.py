@@ -43,8 +43,9 @@ def parse_args(argv):
                         "of videos or a list of video paths (.txt, relative to the list's folder)")
     p.add_argument("--output", required=True, help="folder for the flow files (and --png pictures)")
     p.add_argument("--format", choices=flow_formats.FORMATS,
-                   help="default: flo (float32; with --motion-score, flow files only when a format is named); jpg (flow_x_N.jpg / flow_y_N.jpg, 8-bit, as mmaction2 "
-                        "and denseflow); kitti (16-bit PNG, 1/64 px); npy (float16)")
+                   help="default: flo (float32; with --motion-score, flow files only when a format is named); "
+                        "jpg (flow_x_N.jpg / flow_y_N.jpg, 8-bit, as mmaction2 and denseflow); kitti (16-bit PNG, "
+                        "1/64 px); npy (float16)")
     p.add_argument("--bound", type=float, default=flow_formats.DEFAULT_BOUND, metavar="PX",
                    help="jpg: the flow at pixel 0 and 255 is -PX and +PX (default 20, as mmaction2's scripts)")
     p.add_argument("--start-index", type=int, default=1, metavar="N",
@@ -132,6 +133,8 @@ def check_motion_flags(p, args):
         p.error(f"--{used[0].replace('_', '-')} goes with --motion-score")
     if args.motion_score and args.step != 1:
         p.error("--step goes without --motion-score: its sampling rule (--sample-fps, --frames) picks the frames")
+    if None not in (args.min_motion, args.max_motion) and args.min_motion > args.max_motion:
+        p.error(f"--min-motion {args.min_motion} is above --max-motion {args.max_motion}: no clip would be kept")
     if args.sample_fps is not None and args.frames is not None:
         p.error("--sample-fps and --frames: choose one")
     if args.sample_fps is not None and not args.sample_fps > 0:

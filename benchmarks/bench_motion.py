@@ -3,6 +3,9 @@ same sampling, same scored size; how busy the model is, and what decoding costs 
 
     python benchmarks/bench_motion.py [--clips 4 --seconds 6 --sample-fps 2 --size 576x320 --gop 48]
 
+The sampler's own table: the same kind of clips with a keyframe every 12, 48 and 250 frames, sampled
+(frames decoded, seeks, seconds) against decoding every frame: where seeking saves the decode.
+
 The clips: `--clips` real 720p clips (1280x720, 24 fps, H.264 with a keyframe every `--gop` frames), each a
 window sliding 4 px a frame over a Sintel frame of the sample enlarged 2.5x. Each model runs as
 `Flownet2_predict.py --motion-score` does (a collection run in this process: sampled frames at the scored
@@ -79,22 +82,46 @@ def run_model(model, jobs, size, fps, output):
 def run_farneback(jobs, size, fps):
     import cv2
 
-    t0, pairs, decode, scores = time.perf_counter(), 0, 0.0, []
+    t0, pairs, decode = time.perf_counter(), 0, 0.0
     for job in jobs:
         clip = sampling.open_clip(job.video, sampling.Sampling(fps=fps), size=OutputSize(new_size=size))
-        previous, magnitudes = None, []
+        previous = None
         for frame in clip.frames():
             grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
             if previous is not None:
                 flow = cv2.calcOpticalFlowFarneback(previous, grey, None, **FARNEBACK)
-                magnitudes.append(float(np.hypot(flow[..., 0], flow[..., 1]).mean()))
                 pairs += 1
             previous = grey
         decode += clip.decode_s
-        scores.append(np.mean(magnitudes))
     wall = time.perf_counter() - t0
     return {"clips": len(jobs), "pairs": pairs, "wall": wall, "model": wall - decode, "decode": decode,
             "engine": "OpenCV"}
+
+
+def decode_table(folder, count, seconds, fps, size):
+    """The sampler alone on clips with a keyframe every 12, 48 and 250 frames, against decoding every frame."""
+    import av
+
+    print(f"\nThe sampler alone ({count} clips, --sample-fps {fps:g}, resized to {size[0]}x{size[1]}) against a "
+          "full decode of the same clips:")
+    print("| keyframe every | frames | frames decoded | seeks | sampler s | full decode s |\n|---|---|---|---|---|---|")
+    for gop in (12, 48, 250):
+        videos = make_clips(os.path.join(folder, f"gop{gop}"), count, seconds, gop)
+        jobs = collection.find_jobs(videos)[0]
+        decoded = seeks = 0
+        t0 = time.perf_counter()
+        for job in jobs:
+            clip = sampling.open_clip(job.video, sampling.Sampling(fps=fps), size=OutputSize(new_size=size))
+            for _ in clip.frames():
+                pass
+            decoded, seeks = decoded + clip.decoded, seeks + clip.seeks
+        sampled = time.perf_counter() - t0
+        t0, frames = time.perf_counter(), 0
+        for job in jobs:
+            with av.open(job.video) as container:
+                container.streams.video[0].thread_type = "AUTO"
+                frames += sum(1 for _ in container.decode(video=0))
+        print(f"| {gop} | {frames} | {decoded} | {seeks} | {sampled:.2f} | {time.perf_counter() - t0:.2f} |")
 
 
 def main(argv=None):
@@ -104,6 +131,8 @@ def main(argv=None):
     p.add_argument("--sample-fps", type=float, default=2.0)
     p.add_argument("--size", default="576x320", help="scored size, WxH")
     p.add_argument("--gop", type=int, default=48, help="frames between keyframes (48: 2 s, common for web video)")
+    p.add_argument("--decode-clips", type=int, default=2, help="clips per keyframe interval in the sampler's table "
+                   "(0: no table)")
     args = parse(p, argv)
     size = parse_width_height(args.size)
     print(f"{machine()}; load average {os.getloadavg()[0]:.2f} at the start (other jobs may share the cores)")
@@ -115,6 +144,13 @@ def main(argv=None):
         results = [(name, run_model(model, jobs, size, args.sample_fps, os.path.join(tmp, name)))
                    for name, model in MEMBERS]
         results.append(("OpenCV Farneback", run_farneback(jobs, size, args.sample_fps)))
+        table(results)
+        if args.decode_clips:
+            decode_table(tmp, args.decode_clips, args.seconds, args.sample_fps, size)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def table(results):
     print("| scorer | engine | clips/s | pairs/s | vs Farneback | model busy | decode s / model s |")
     print("|---|---|---|---|---|---|---|")
     base = results[-1][1]["clips"] / results[-1][1]["wall"]
@@ -123,7 +159,6 @@ def main(argv=None):
         busy = f"{r['model'] / r['wall']:.0%}" if r["engine"] != "OpenCV" else "-"
         print(f"| {name} | {r['engine']} | {rate:.3f} | {r['pairs'] / r['wall']:.2f} | {rate / base:.2f}x | {busy} "
               f"| {r['decode']:.1f} / {r['model']:.1f} |")
-    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
