@@ -168,7 +168,8 @@ def score(scored, capsys, out, *extra):
 def test_scores_equal_their_definitions_for_both_rules(scored, tmp_path, capsys):
     root, clips, table, _ = scored
     before = table.read_bytes()
-    for rule, flags in (({"fps": 2}, ["--sample-fps", "2"]), ({"indices": (0, 10, 20, 30)}, ["--frames", "0,10,20,30"])):
+    rules = (({"fps": 2}, ["--sample-fps", "2"]), ({"indices": (0, 10, 20, 30)}, ["--frames", "0,10,20,30"]))
+    for rule, flags in rules:
         out = tmp_path / "-".join(flags)
         code, text, err = score(scored, capsys, out, *flags, "--min-motion", "1.0")
         assert code == 1, err  # the corrupt clip failed

@@ -165,8 +165,14 @@ class _Seeker:
         self.decoding = None  # the decoder's frames from where it stands
         self.last = None  # (index, frame) last decoded
         self.seeking = True
+        self.counted = 0  # frames the decoder gave since the start (right while it has not sought)
 
     def index(self, frame):
+        """The frame's number from its time; without a timestamp (some AVI files) by counting, and
+        then never seeking (a count is only right from the start)."""
+        if frame.pts is None:
+            self.seeking = False
+            return self.counted - 1
         return round((frame.pts - self.start) * self.stream.time_base * self.clip.fps)
 
     def samples(self):
@@ -190,6 +196,7 @@ class _Seeker:
             self.seek(target)
         for frame in self.decoder():
             self.clip.decoded += 1
+            self.counted += 1
             self.last = (self.index(frame), frame)
             if self.last[0] >= target:
                 return self.last
