@@ -95,3 +95,20 @@ def test_a_full_disk_stops_the_ray_run_and_the_same_command_resumes(local_ray, p
         assert outputs(disk.path / "o") == expected
     finally:
         disk.close()
+
+
+def test_motion_scores_on_ray_are_the_one_process_rows(local_ray, tmp_path, capsys):
+    from sintel_mini import MINI
+    from test_motion import make_clips, rows, uv_model
+
+    if not MINI:
+        pytest.skip("needs the Sintel sample")
+    clips, model = make_clips(tmp_path / "clips"), uv_model(tmp_path / "uv.onnx")
+    argv = ["--model", model, "--input", clips, "--motion-score", "--sample-fps", "2", "--new-size", "128x64",
+            "--transpose-portrait", "--precision", "fp32"]
+    code, _, err = run_cli(argv + ["--output", tmp_path / "plain"], capsys)
+    assert code == 1, err  # the corrupt clip
+    code, out, err = run_cli(argv + ["--output", tmp_path / "ray", "--ray", "--accelerator", "cpu", "--workers", "2"],
+                             capsys)
+    assert code == 1 and "3 of 4 clip(s) scored" in out, err
+    assert rows(tmp_path / "ray" / "motion.csv") == rows(tmp_path / "plain" / "motion.csv")

@@ -6,10 +6,14 @@
         --video out/clip_flow.mp4
     python Flownet2_predict.py --model FlowNet2_checkpoint.pth.tar --input UCF101/ --output flow \
         --format jpg --rgb [--shard 2/8 | --ray [ADDRESS]]
+    python Flownet2_predict.py --model FlowNet2_checkpoint.pth.tar --input meta.csv --output scores \
+        --motion-score --sample-fps 2 --new-size 576x320 --min-motion 0.25
 
 Writes <first frame's name>.flo per pair (a video clip.mp4: out/clip/frame_0001.flo, numbered from 1).
 A folder tree of videos or a list of video paths (.txt, one a line) is a collection: one model load,
-OUT/<relative path without extension>/ per video, resumable (rerun the same command).
+OUT/<relative path without extension>/ per video, resumable (rerun the same command). --motion-score
+scores a collection (or a .csv table with a path column) from sampled frames: OUT/motion.csv, a row per
+clip, and for a table a copy of it with the scores (OUT/<table>_flow.csv); no flow files unless asked.
 
 Exit codes: 0 done; 1 some videos of a collection failed (listed in OUT/failed.txt); 2 refused (one
 line says why); 3 the output folder is full, over quota, read-only or not writable: the run stopped,
@@ -20,9 +24,9 @@ import os
 from fractions import Fraction
 
 from ..cli import add_precision, at_least_one, parse, print_between_banners, run_main
-from ..data import flow_formats, frames, images
+from ..data import flow_formats, frames, images, sampling
 from ..errors import Flownet2Error
-from ..runtime import collection, engines, predict
+from ..runtime import collection, curation, engines, predict
 from ..runtime.flow_model import FlowModel
 from ..runtime.outputs import Outputs
 from ..score import quality
@@ -38,9 +42,10 @@ def parse_args(argv):
                    help="two image files, a folder of frames, a video file; or a collection: a folder tree "
                         "of videos or a list of video paths (.txt, relative to the list's folder)")
     p.add_argument("--output", required=True, help="folder for the flow files (and --png pictures)")
-    p.add_argument("--format", choices=flow_formats.FORMATS, default="flo",
-                   help="flo (float32, default); jpg (flow_x_N.jpg / flow_y_N.jpg, 8-bit, as mmaction2 "
-                        "and denseflow); kitti (16-bit PNG, 1/64 px); npy (float16)")
+    p.add_argument("--format", choices=flow_formats.FORMATS,
+                   help="default: flo (float32; with --motion-score, flow files only when a format is named); "
+                        "jpg (flow_x_N.jpg / flow_y_N.jpg, 8-bit, as mmaction2 and denseflow); kitti (16-bit PNG, "
+                        "1/64 px); npy (float16)")
     p.add_argument("--bound", type=float, default=flow_formats.DEFAULT_BOUND, metavar="PX",
                    help="jpg: the flow at pixel 0 and 255 is -PX and +PX (default 20, as mmaction2's scripts)")
     p.add_argument("--start-index", type=int, default=1, metavar="N",
@@ -85,6 +90,20 @@ def parse_args(argv):
                    help="consistency rule: |wf + wb|^2 < A1 (|wf|^2 + |wb|^2) + A2 (default 0.01)")
     p.add_argument("--occ-alpha2", type=float, default=quality.ALPHA2, metavar="A2",
                    help="consistency rule's constant term, px^2 (default 0.5)")
+    p.add_argument("--motion-score", action="store_true", help="collection: motion scores per clip from sampled "
+                   "frames in OUT/motion.csv (a .csv input with a path column: also a copy of it with the scores, "
+                   "OUT/<name>_flow.csv); flow files only with --format")
+    p.add_argument("--sample-fps", type=float, metavar="F", help="--motion-score: F frames per second of the clip "
+                   "(data-juicer's rule: every round(fps / F)-th frame; default 2)")
+    p.add_argument("--frames", metavar="I,J,...", help="--motion-score: these frame indices instead, from 0 "
+                   "(Open-Sora's: 0,10,20,30)")
+    p.add_argument("--transpose-portrait", action="store_true", help="--motion-score: a portrait clip is scored "
+                   "with its axes swapped, as Open-Sora does, so that --new-size 576x320 fits it")
+    p.add_argument("--min-motion", type=float, metavar="PX", help="--motion-score: a keep column, 1 where motion "
+                   ">= PX (data-juicer's min_score: 0.25)")
+    p.add_argument("--max-motion", type=float, metavar="PX", help="--motion-score: ... and motion <= PX")
+    p.add_argument("--relative", action="store_true", help="--min-motion, --max-motion compare motion_relative "
+                   "(motion / the frame's diagonal; data-juicer's relative=True)")
     p.add_argument("--gt", metavar="DIR", help="ground truth of the same names (.flo, KITTI .png, .npy; or "
                    "flow_x_N.jpg by number): EPE per pair")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (a collection: redo every video)")
@@ -101,9 +120,37 @@ def parse_args(argv):
         p.error("--new-short and --new-size: choose one")
     if args.enlarge and args.new_short is None:
         p.error("--enlarge goes with --new-short")
+    check_motion_flags(p, args)
     if not (args.occ_alpha1 >= 0 and args.occ_alpha2 >= 0):
         p.error(f"--occ-alpha1 and --occ-alpha2 must be 0 or more, got {args.occ_alpha1}, {args.occ_alpha2}")
     return args
+
+
+def check_motion_flags(p, args):
+    """The sampling flags go with --motion-score; flow files are written in a motion run only when a
+    format is named."""
+    flags = ("sample_fps", "frames", "min_motion", "max_motion")
+    used = [f for f in flags if getattr(args, f) is not None] + [f for f in ("transpose_portrait", "relative")
+                                                                 if getattr(args, f)]
+    if used and not args.motion_score:
+        p.error(f"--{used[0].replace('_', '-')} goes with --motion-score")
+    if args.motion_score and args.step != 1:
+        p.error("--step goes without --motion-score: its sampling rule (--sample-fps, --frames) picks the frames")
+    if None not in (args.min_motion, args.max_motion) and args.min_motion > args.max_motion:
+        p.error(f"--min-motion {args.min_motion} is above --max-motion {args.max_motion}: no clip would be kept")
+    if args.sample_fps is not None and args.frames is not None:
+        p.error("--sample-fps and --frames: choose one")
+    if args.sample_fps is not None and not args.sample_fps > 0:
+        p.error(f"--sample-fps must be positive, got {args.sample_fps}")
+    if args.frames is not None:
+        try:
+            args.frames = sampling.parse_indices(args.frames)
+        except Flownet2Error as e:
+            p.error(f"--frames: {e}")
+    if args.motion_score and args.frames is None and args.sample_fps is None:
+        args.sample_fps = 2.0
+    args.flow_files = not args.motion_score or args.format is not None
+    args.format = args.format or "flo"
 
 
 def output_size(args):
@@ -116,6 +163,9 @@ def main(argv=None):
     found = collection.find_jobs(args.input[0]) if len(args.input) == 1 else None
     if found is not None:
         return run_collection(args, *found)
+    if args.motion_score:
+        raise Flownet2Error(f"--motion-score scores a collection (a folder tree of videos, a list, a .csv table); "
+                            f"{args.input[0]} is a single source: list it in a .txt file")
     for flag in ("shard", "ray", "workers", "accelerator"):
         if getattr(args, flag) is not None:
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
@@ -160,10 +210,15 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-        device=args.device, force=args.force, step=args.step, output_size=output_size(args), **checks(args))
+        device=args.device, force=args.force, step=args.step, output_size=output_size(args), **checks(args),
+        motion=args.motion_score, sample_fps=args.sample_fps, sample_frames=args.frames,
+        transpose_portrait=args.transpose_portrait, flow_files=args.flow_files)
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
     predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
+    all_jobs, table = jobs, args.input[0] if args.input[0].lower().endswith(".csv") else None
+    if args.motion_score:
+        curation.check_outputs(settings.output, [j.video for j in jobs], shard_spec=spec, table=table)
     if spec is not None:
         jobs = collection.shard(jobs, *spec)
         found += f"; shard {spec[0]}/{spec[1]}: {len(jobs)} of them"
@@ -175,7 +230,8 @@ def run_collection(args, jobs, found):
     where = " (here; each Ray worker chooses on its own machine)" if args.ray is not None else ""
     print(engines.describe(*engines.choose(settings.model, settings.backend, settings.precision)) + where)
     collection.check_settings(settings)
-    print(f"input: {found}\noutput: {settings.output}/<video>/ as {args.format}; model: {args.model}")
+    writes = f"{settings.output}/<video>/ as {args.format}" if args.flow_files else f"{settings.output}/motion.csv"
+    print(f"input: {found}\noutput: {writes}; model: {args.model}")
     tally = collection.Tally(len(jobs), collection.failed_list_path(settings.output, spec))
     if args.ray is not None:
         ray_pool.run(jobs, settings, tally, address=args.ray or None, workers=args.workers,
@@ -186,6 +242,11 @@ def run_collection(args, jobs, found):
     if args.quality:
         path, flagged, videos = collection.write_quality_table(jobs, settings.output, shard_spec=spec)
         summary.append(f"quality: {flagged} of {videos} finished video(s) have flagged pairs; a row per video: {path}")
+    if args.motion_score:
+        keep = curation.Keep(args.min_motion, args.max_motion, relative=args.relative)
+        summary += curation.write_tables(jobs, settings.output, keep=keep, shard_spec=spec, table=table,
+                                         table_jobs=all_jobs)
+        summary.append(curation.speed_line(tally))
     print("\n".join(summary))
     return 1 if tally.failures else 0
 

@@ -30,7 +30,7 @@ def _ext(path):
     return os.path.splitext(path)[1].lower()
 
 
-def _av():
+def require_av():
     try:
         import av
     except ImportError:
@@ -167,7 +167,7 @@ def _folder_source(folder, step=1):
 
 def _video_source(path, step=1):
     """Open the video, decode its first step + 1 frames (a file that cannot do that is refused now)."""
-    av = _av()
+    av = require_av()
     if os.path.getsize(path) == 0:
         raise Flownet2Error(f"{path}: empty file (0 bytes)")
     try:
@@ -209,7 +209,7 @@ def _display_rotation(path, frame):
 
 
 def _video_frames(path, size, rotation):
-    av = _av()
+    av = require_av()
     n = 0
     coded = size[::-1] if rotation % 180 else size
     try:
@@ -221,12 +221,12 @@ def _video_frames(path, size, rotation):
                 if (frame.height, frame.width) != coded:
                     raise Flownet2Error(f"{path}: frame {n} is {frame.height}x{frame.width}, the first "
                                         f"is {coded[0]}x{coded[1]}")
-                yield decode.rotate(_rgb(frame), rotation)
+                yield decode.rotate(video_rgb(frame), rotation)
     except (av.FFmpegError, OSError, ValueError) as e:
         raise Flownet2Error(f"{path}: cannot decode frame {n + 1} ({e})") from None
 
 
-def _rgb(frame):
+def video_rgb(frame):
     """A decoded frame as RGB: uint8 from 8-bit video, float32 on the 8-bit scale (value / 257)
     from deeper video (10-bit phone HDR, 16-bit lossless), so every bit reaches the model."""
     if max(c.bits for c in frame.format.components) <= 8:
@@ -239,14 +239,14 @@ def resize_frame(rgb, size, *, antialias=False):
     itself when it already has that size.
 
     antialias=False: OpenCV's bilinear resize, what denseflow and mmcv write their frames with (and
-    the frames written after a model run at the source's size). antialias=True: bilinear whose kernel
-    widens with the shrink factor (Pillow's BILINEAR, torch's antialias=True), so a frame shrunk
-    before the model keeps no aliasing a plain 2x2 lookup would add; the same as plain bilinear when
-    enlarging. float32 frames stay float32 (each channel resampled in Pillow's float mode).
+    the frames written after a model run at the source's size). antialias=True: where a side shrinks,
+    bilinear whose kernel widens with the shrink factor (Pillow's BILINEAR, torch's antialias=True), so a
+    frame shrunk before the model keeps no aliasing a plain 2x2 lookup would add; enlarging both sides,
+    which has nothing to alias, OpenCV's bilinear as above. float32 frames stay float32 (each channel resampled in Pillow's float mode).
     """
     if rgb.shape[:2] == tuple(size):
         return rgb
-    if antialias:
+    if antialias and (size[0] < rgb.shape[0] or size[1] < rgb.shape[1]):  # enlarging: plain bilinear is the same
         return _resize_antialiased(rgb, size)
     import cv2  # first use only: runs at the source's size never need it
 
@@ -272,7 +272,7 @@ def check_video_out(path):
 @contextlib.contextmanager
 def video_writer(path, fps):
     """Yield write(rgb) for an output video; the file appears under its name only when complete."""
-    av = _av()
+    av = require_av()
     check_video_out(path)
     fmt, codec = VIDEO_OUT[_ext(path)]
     with atomic_write(path, "wb") as f:

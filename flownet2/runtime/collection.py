@@ -1,4 +1,4 @@
-"""Flow for a video collection: a list of jobs (one video each), a worker that owns one opened model,
+"""Flow for a video collection: a list of jobs (one video each, runtime/jobs.py), a worker that owns one model,
 a marker written last per finished video.
 
 The same `Worker.run(job)` serves one process (`run_jobs`), Slurm-style arrays (`shard`) and Ray
@@ -19,31 +19,24 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from .. import fileio
-from ..data import frames
+from ..data import frames, sampling
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error, OutputError
-from ..fileio import atomic_save, folder_lock, natural_sorted, output_fault, output_faults, remove_temporaries
-from ..score import quality
+from ..fileio import atomic_save, folder_lock, output_fault, output_faults, remove_temporaries
+from ..score import motion, quality
 from ..score.quality import ALPHA1, ALPHA2
 from ..sizes import OutputSize
 from . import predict
 from .flow_model import FlowModel
+from .jobs import Job, find_jobs, parse_shard, shard  # noqa: F401 - a collection's jobs (runtime/jobs.py)
 from .outputs import Outputs
 
 MARKER = ".flownet2_done.json"
 SETTINGS_FILE = ".flownet2_collection.json"
-LIST_EXTS = (".txt", ".lst", ".list")
 
 
 class ModelError(Flownet2Error):
     """The model cannot be opened: not one video's fault, so the whole run stops."""
-
-
-@dataclass(frozen=True)
-class Job:
-    video: str  # absolute path
-    key: str  # output folder relative to OUT: the video's relative path without its extension
-    name: str  # the video as the input names it (relative to the folder or the list)
 
 
 @dataclass
@@ -71,6 +64,14 @@ class Settings:
     quality: bool = False
     occ_alpha1: float = ALPHA1
     occ_alpha2: float = ALPHA2
+    motion: bool = False  # motion scores of sampled frames (data/sampling.py) in each marker
+    sample_fps: float | None = None  # the sampling rule: a rate, or ...
+    sample_frames: tuple | None = None  # ... frame indices
+    transpose_portrait: bool = False
+    flow_files: bool = True  # the flow files (a motion run writes none unless asked)
+
+    def sampling(self):
+        return sampling.Sampling(fps=self.sample_fps, indices=self.sample_frames)
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
@@ -78,12 +79,14 @@ class Settings:
     def outputs(self):
         """What each video's prediction writes (no ground truth or flow video in a collection)."""
         return Outputs(fmt=self.flow_format(), png=self.png, rgb=self.rgb, radius=self.radius, size=self.output_size,
-                       **{k: getattr(self, k) for k in CHECKS})
+                       flow=self.flow_files, motion=self.motion, **{k: getattr(self, k) for k in CHECKS})
 
     def record(self):
         """What the files depend on, beside the weights (recorded per video): a rerun must match it."""
-        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step", *CHECKS)
-        return {**{k: getattr(self, k) for k in kept}, **self.output_size.record()}
+        kept = ("format", "bound", "start_index", "rgb", "png", "size_mode", "backend", "precision", "step", *CHECKS,
+                "motion", "sample_fps", "transpose_portrait", "flow_files")
+        frames_list = None if self.sample_frames is None else list(self.sample_frames)  # as JSON reads it back
+        return {**{k: getattr(self, k) for k in kept}, "sample_frames": frames_list, **self.output_size.record()}
 
 
 CHECKS = ("backward", "occlusion", "quality", "occ_alpha1", "occ_alpha2")  # flow checked without ground truth
@@ -103,102 +106,7 @@ class Outcome:
     loads: int = 0  # models this worker opened for this job
     rotation: int = 0  # degrees the video's display matrix turned its frames
     model_size: tuple | None = None  # (height, width) the model ran at
-
-
-# ------------------------------------------------------------------------------------------ jobs
-
-def find_jobs(path):
-    """(jobs, one line saying what was found) for a folder tree of videos or a list file; None for
-    anything else (two images, a folder of frames, one video: today's single source)."""
-    path = os.fspath(path)
-    if os.path.isfile(path) and os.path.splitext(path)[1].lower() in LIST_EXTS:
-        jobs = _list_jobs(path)
-        return jobs, f"a list of {len(jobs)} video(s) ({path})"
-    if not os.path.isdir(path):
-        return None
-    top = [f for f in os.listdir(path) if os.path.splitext(f)[1].lower() in frames.IMAGE_EXTS
-           and not frames.is_hidden(f)]
-    if len(top) >= 2:
-        return None  # a folder of frames keeps its meaning
-    videos, loops = _tree_videos(path)
-    if not videos:
-        return None
-    jobs = _jobs([os.path.relpath(v, path) for v in videos], os.path.abspath(path), path)
-    subfolders = len({os.path.dirname(j.key) for j in jobs})
-    skipped = f"; {loops} folder link(s) back into the tree not followed" if loops else ""
-    return jobs, f"a folder tree of {len(jobs)} video(s) in {subfolders} folder(s) ({path}){skipped}"
-
-
-def _tree_videos(path):
-    """(videos by their path in the tree, links skipped): folder links are followed, except one to a
-    folder above it (by real path), which would loop; hidden files and folders are skipped."""
-    videos, loops = [], 0
-    above = {path: (os.path.realpath(path),)}  # each folder: the real paths from the top down to it
-    for folder, dirs, files in os.walk(path, followlinks=True):
-        kept = []
-        for d in dirs:
-            if frames.is_hidden(d):
-                continue
-            real = os.path.realpath(os.path.join(folder, d))
-            if real in above[folder]:
-                loops += 1
-                continue
-            above[os.path.join(folder, d)] = above[folder] + (real,)
-            kept.append(d)
-        dirs[:] = kept
-        videos += [os.path.join(folder, f) for f in files
-                   if os.path.splitext(f)[1].lower() in frames.VIDEO_EXTS and not frames.is_hidden(f)]
-    return videos, loops
-
-
-def _list_jobs(list_path):
-    """One video a line, relative to the list's folder (absolute paths as they are); blank lines and
-    lines starting with # are skipped; UTF-8 with or without a byte-order mark, LF or CRLF. Output
-    keys: the path relative to the list's folder."""
-    base = os.path.dirname(os.path.abspath(list_path))
-    try:  # utf-8-sig: a byte-order mark (Windows editors) is not part of the first line; CRLF or LF
-        with open(list_path, encoding="utf-8-sig") as f:
-            names = [line.strip() for line in f]
-    except UnicodeDecodeError as e:
-        raise Flownet2Error(f"{list_path}: not UTF-8 text (byte {e.start}); save the list as UTF-8") from None
-    names = [n for n in names if n and not n.startswith("#")]
-    if not names:
-        raise Flownet2Error(f"{list_path}: no video paths in the list")
-    outside = [n for n in names if os.path.relpath(os.path.join(base, n), base).startswith("..")]
-    if outside:
-        raise Flownet2Error(f"{list_path}: {outside[0]} is outside the list's folder, so it has no place "
-                            "under the output folder; list paths below the list's folder")
-    return _jobs(names, base, list_path)
-
-
-def _jobs(names, base, where):
-    seen, jobs = {}, []
-    for name in dict.fromkeys(names):  # a video listed twice runs once
-        video = os.path.normpath(os.path.join(base, name))
-        key = os.path.splitext(os.path.relpath(video, base))[0].replace(os.sep, "/")
-        if key in seen:
-            raise Flownet2Error(f"{where}: {name} and {seen[key]} would write into one folder ({key}); "
-                                "rename one")
-        seen[key] = name
-        jobs.append(Job(video, key, name))
-    order = {k: i for i, k in enumerate(natural_sorted([j.key for j in jobs]))}
-    return sorted(jobs, key=lambda j: order[j.key])
-
-
-def parse_shard(text):
-    """'I/N' -> (I, N), 1 <= I <= N."""
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise Flownet2Error(f"shard must look like I/N (e.g. 2/8), got {text!r}") from None
-    if not 1 <= i <= n:
-        raise Flownet2Error(f"shard {text}: I must be between 1 and N")
-    return i, n
-
-
-def shard(jobs, i, n):
-    """Shard i of n (1-based) of the sorted jobs: every n-th, so each shard gets a mix of folders."""
-    return jobs[i - 1::n]
+    decode_ms: float = 0.0  # motion scores: time spent decoding and resizing the sampled frames
 
 
 def check_inputs_kept(settings, path, jobs, shard_spec=None):
@@ -290,11 +198,13 @@ class Worker:
                 return Outcome(job.key, job.name, "skipped")
             _clear(folder, marker)
             try:
-                result, label, rotation, model_size = self._predict(job, folder)
+                result, label, source, model_size = self._predict(job, folder)
                 backend, precision = self.engine()
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
                           "engine": {"name": backend, "precision": precision},
-                          **({"scores": result.quality} if result.quality is not None else {})}
+                          **({"scores": result.quality} if result.quality is not None else {}),
+                          **({"motion": motion.clip_record(result.motion, source, model_ms=result.model_ms)}
+                             if result.motion is not None else {})}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
                 failure = None
             except BaseException as e:  # noqa: BLE001 - nothing half-done stays behind, whatever stopped it
@@ -307,18 +217,23 @@ class Worker:
                 os.rmdir(folder)  # only when empty: a failed video leaves no folder for a reader to count
             return failure
         return Outcome(job.key, job.name, "done", pairs=result.pairs, seconds=time.perf_counter() - t0,
-                       model_ms=result.model_ms, loads=self.loads - loads, rotation=rotation, model_size=model_size)
+                       model_ms=result.model_ms, loads=self.loads - loads, rotation=source.rotation,
+                       model_size=model_size, decode_ms=1000 * getattr(source, "decode_s", 0.0))
 
     def _predict(self, job, folder):
         s = self.settings
-        source = frames.open_source([job.video], step=s.step, size=s.output_size)
+        if s.motion:  # the sampled frames, at the size they are scored at
+            source = sampling.open_clip(job.video, s.sampling(), size=s.output_size,
+                                        transpose_portrait=s.transpose_portrait)
+        else:
+            source = frames.open_source([job.video], step=s.step, size=s.output_size)
         if source.kind != "video":
             raise Flownet2Error(f"{job.video}: not a video")
         session = self.session(source)
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
-        return result, getattr(session, "label", None), source.rotation, tuple(session.size)
+        return result, getattr(session, "label", None), source, tuple(session.size)
 
 
 def _raise_unless_the_videos(error, output):
@@ -357,6 +272,7 @@ class Tally:
     failures: list = field(default_factory=list)
     pairs: int = 0
     model_ms: float = 0.0
+    decode_ms: float = 0.0
     loads: int = 0
     rotated: int = 0  # videos turned to display orientation by their display matrix
     model_sizes: set = field(default_factory=set)  # every (height, width) the model ran at
@@ -372,6 +288,7 @@ class Tally:
         self.counts[outcome.status] += 1
         self.pairs += outcome.pairs
         self.model_ms += outcome.model_ms
+        self.decode_ms += outcome.decode_ms
         self.loads += outcome.loads
         self.rotated += bool(outcome.rotation)
         if outcome.model_size is not None:

@@ -28,6 +28,8 @@ class Outputs:
     quality: bool = False          # scores per pair and quality.csv
     occ_alpha1: float = ALPHA1     # the consistency rule's constants
     occ_alpha2: float = ALPHA2
+    flow: bool = True              # the flow files themselves (a motion-score run writes none unless asked)
+    motion: bool = False           # motion scores summed over the pairs (flownet2.score.motion), in the Result
 
     @property
     def pictures(self):

@@ -21,7 +21,7 @@ from ..data.flo import UNKNOWN_THRESHOLD
 from ..data.flow_formats import OCCLUSION_SUFFIX, OUTPUT_FILE, FlowFormat, write_jpeg
 from ..errors import Flownet2Error
 from ..fileio import check_inputs_kept, check_writable, output_faults, remove_temporaries, save_png
-from ..score import metrics, quality, visualize
+from ..score import metrics, motion, quality, visualize
 from .flow_model import flow_back, frame_pairs, stream
 from .outputs import Outputs
 
@@ -39,6 +39,7 @@ class Result:
     rows: list = field(default_factory=list)  # [{"name", "epe"}] per pair with ground truth
     scores: list = field(default_factory=list)  # [(pair name, quality.PairScores)] with quality
     quality: dict | None = None  # quality.video_summary() of the source, with quality
+    motion: object = None  # with motion: a motion.MotionSums, the sums the clip's motion scores come from
 
 
 def picture_path(source, output, i):
@@ -90,7 +91,7 @@ def planned_files(source, output, outputs, *, png=None):
     paths = []
     for i in range(source.pair_count):
         name = source.pair_name(i)
-        paths += [os.path.join(output, f) for f in fmt.files(name, i)]
+        paths += [os.path.join(output, f) for f in fmt.files(name, i)] if outputs.flow else []
         paths += [os.path.join(output, f) for f in fmt.files(name, i, backward=True)] if outputs.backward else []
         paths += [occlusion_path(source, output, i)] if outputs.occlusion else []
         paths += [picture_path(source, output, i)] if png else []
@@ -208,7 +209,7 @@ class _Writer:
         self.result.radius = outputs.radius
         self.size = outputs.size.of(source.size)  # (height, width) of the flows, frames and pictures
         # name -> function of one pair, run in this order ("epe" reads the ground truth the pictures show)
-        self.per_pair = {"flow": self._flow}
+        self.per_pair = {"flow": self._flow} if outputs.flow else {}
         if self.gt_dir:
             self.per_pair["epe"] = self._epe
         if outputs.png:
@@ -221,6 +222,9 @@ class _Writer:
             self.per_pair["occlusion"] = self._occlusion
         if outputs.quality:
             self.per_pair["quality"] = self._quality
+        if outputs.motion:
+            self.result.motion = motion.MotionSums()
+            self.per_pair["motion"] = self._motion
         self.per_frame = {"rgb": self._rgb} if outputs.rgb else {}  # name -> function of one decoded frame
         self.frame_name = source.pair_name(0)  # a video's frames go beside its first pair's flow
 
@@ -279,6 +283,11 @@ class _Writer:
 
     def _quality(self, i, done):
         self.result.scores.append((os.path.basename(self.source.pair_name(i)), self._consistency(done)[0]))
+
+    def _motion(self, i, done):
+        # float64 sums of the flow as written (the output size); the consistency mask where it ran
+        mask = self._consistency(done)[1] if self.outputs.two_way else None
+        self.result.motion.add(done["flow"], consistent=mask)
 
     def _rgb(self, n, frame):
         # 8-bit JPEG at the output size, as training code reads it; a 16-bit frame rounded
