@@ -26,6 +26,11 @@ def run_main(main, argv=None):
     sys.exit(code or 0)
 
 
+def command(main):
+    """A console script's entry point (pyproject.toml) for `main`: run_main(main) with sys.argv."""
+    return lambda: run_main(main)
+
+
 def at_least_one(text):
     """argparse type of every count flag (a batch size, a step, workers, loops): a whole number >= 1."""
     try:

@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from .cli import add_precision, at_least_one, parse, run_main
+from .cli import add_precision, at_least_one, command, parse
 from .errors import Flownet2Error
 from .runtime.ais_bench_handover import hand_over_to_ais_bench, typed_model
 from .runtime.engines import ENGINES, engine_for
@@ -181,9 +181,7 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """The `flownet2-infer` command (and `python -m flownet2.infer`)."""
-    run_main(main)
+cli = command(main)  # The `flownet2-infer` command (and `python -m flownet2.infer`).
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import collections
 import os
 import time
 
-from ..cli import parse, run_main
+from ..cli import command, parse
 from ..errors import Flownet2Error
 from ..onnx.atc_ops import OPS_FILE, describe_unsupported, load_supported_ops, unsupported_nodes
 from ..onnx.fix import OutputCheck, fix_model, load_onnx, save_onnx
@@ -70,9 +70,7 @@ def _report_atc(model, args):
         raise Flownet2Error(f"{args.input}: ops not known to pass ATC for Ascend310P: {', '.join(sorted(found))}")
 
 
-def cli():
-    """The `flownet2-fix-onnx` command (and `python fix_onnx.py`)."""
-    run_main(main)
+cli = command(main)  # The `flownet2-fix-onnx` command (and `python fix_onnx.py`).
 
 
 if __name__ == "__main__":

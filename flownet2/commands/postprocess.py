@@ -7,7 +7,7 @@ import math
 import os
 import sys
 
-from ..cli import parse, print_between_banners, run_main
+from ..cli import command, parse, print_between_banners
 from ..data.chairs import describe_split
 from ..score import evaluate
 from ..score.custody import CustodyError
@@ -85,9 +85,7 @@ def _custody_line(custody, manifest_path):
     return "UNVERIFIED (not checked against the manifest)"
 
 
-def cli():
-    """The `flownet2-postprocess` command (and `python Flownet2_postprocess.py`)."""
-    run_main(main)
+cli = command(main)  # The `flownet2-postprocess` command (and `python Flownet2_postprocess.py`).
 
 
 if __name__ == "__main__":

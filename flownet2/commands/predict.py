@@ -23,7 +23,7 @@ import argparse
 import os
 from fractions import Fraction
 
-from ..cli import add_precision, at_least_one, parse, print_between_banners, run_main
+from ..cli import add_precision, at_least_one, command, parse, print_between_banners
 from ..data import flow_formats, frames, images, sampling
 from ..errors import Flownet2Error
 from ..runtime import collection, curation, engines, predict
@@ -281,9 +281,7 @@ def report(args, result, label, outputs):
     print(f"{result.pairs / result.seconds:.2f} pairs/s end to end, {model_rate:.2f} pairs/s in the model{runs}")
 
 
-def cli():
-    """The `flownet2-predict` command (and `python Flownet2_predict.py`)."""
-    run_main(main)
+cli = command(main)  # The `flownet2-predict` command (and `python Flownet2_predict.py`).
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Middlebury (other-data + other-gt-flow), FlyingChairs (data/ + --split-file for 
 import argparse
 import sys
 
-from ..cli import parse, run_main
+from ..cli import command, parse
 from ..data.batches import preprocess
 from ..data.chairs import describe_split
 from ..data.datasets import DEFAULT_MODE, DEFAULT_SIZE, TYPES
@@ -59,9 +59,7 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """The `flownet2-preprocess` command (and `python Flownet2_preprocess.py`)."""
-    run_main(main)
+cli = command(main)  # The `flownet2-preprocess` command (and `python Flownet2_preprocess.py`).
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ family (FlowNet2, FlowNet2-C, -S, -SD, -CS, -CSS): the checkpoint's keys say whi
 import argparse
 import sys
 
-from ..cli import parse, run_main
+from ..cli import command, parse
 from ..errors import Flownet2Error
 from ..model.checkpoint import load_model, save_checkpoint
 from ..model.export import describe, example_inputs, export_onnx
@@ -81,9 +81,7 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """The `flownet2-pth2onnx` command (and `python Flownet2_pth2onnx.py`)."""
-    run_main(main)
+cli = command(main)  # The `flownet2-pth2onnx` command (and `python Flownet2_pth2onnx.py`).
 
 
 if __name__ == "__main__":

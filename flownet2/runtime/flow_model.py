@@ -103,11 +103,11 @@ def stream(session, padder, pairs, *, two_way=False, keep_frames=False):
     def prepare():
         try:
             for batch in batches(pairs, padder, batch_size=session.batch_size, keep_frames=keep_frames):
-                if not _put(prepared, batch, stop):
+                if not put_unless_stopped(prepared, batch, stop):
                     return
         except BaseException as e:  # raised again in the caller's thread
             failure.append(e)
-        _put(prepared, done, stop)
+        put_unless_stopped(prepared, done, stop)
 
     thread = threading.Thread(target=prepare, daemon=True)
     thread.start()
@@ -126,7 +126,8 @@ def stream(session, padder, pairs, *, two_way=False, keep_frames=False):
         thread.join()
 
 
-def _put(q, item, stop):
+def put_unless_stopped(q, item, stop):
+    """Put `item` on the bounded queue `q`, waiting while it is full; False (not put) once `stop` is set."""
     while not stop.is_set():
         try:
             q.put(item, timeout=0.1)

@@ -22,7 +22,7 @@ from ..data.flow_formats import OCCLUSION_SUFFIX, OUTPUT_FILE, FlowFormat, write
 from ..errors import Flownet2Error
 from ..fileio import check_inputs_kept, check_writable, output_faults, remove_temporaries, save_png
 from ..score import metrics, motion, quality, visualize
-from .flow_model import flow_back, frame_pairs, stream
+from .flow_model import flow_back, frame_pairs, put_unless_stopped, stream
 from .outputs import Outputs
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
@@ -169,13 +169,7 @@ class _Stages:
         self.stop.set()
 
     def put(self, q, item):
-        while not self.stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                pass
-        return False
+        return put_unless_stopped(q, item, self.stop)
 
     def get(self, q):
         while not self.stop.is_set():

@@ -1,1 +1,0 @@
-"""Datasets, flow file formats, frame sources, the .bin batches and the manifest."""

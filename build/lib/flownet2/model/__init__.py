@@ -1,1 +1,0 @@
-"""The network, its layers, checkpoints, export and the weights' provenance."""

@@ -1,1 +1,0 @@
-"""ONNX graph rewrites, reduced-precision emulation and the Ascend ATC checks."""

@@ -1,1 +1,0 @@
-"""EPE and the other metrics, the postprocess report, the chain of custody, pictures."""
