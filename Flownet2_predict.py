@@ -19,7 +19,7 @@ import argparse
 import os
 from fractions import Fraction
 
-from flownet2.cli import add_precision, at_least_one, parse, print_between_banners, run_main
+from flownet2.cli import add_precision, at_least_one, auto_or_at_least_one, parse, print_between_banners, run_main
 from flownet2.data import flow_formats, frames, images
 from flownet2.errors import Flownet2Error
 from flownet2.runtime import collection, engines, predict
@@ -91,6 +91,9 @@ def parse_args(argv):
     add_precision(p, help="default: bf16 on a CPU with bf16 units (AVX512_BF16 or AMX), else fp32; fp32 is always "
                           "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
+    p.add_argument("--streams", type=auto_or_at_least_one, default="auto", metavar="N",
+                   help="OpenVINO: model runs kept in flight (default auto: OpenVINO's optimal number for the "
+                        "machine; 1: one at a time, all cores on each); other engines run one at a time")
     args = parse(p, argv)
     if args.flow_radius is not None and not args.flow_radius > 0:
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
@@ -118,14 +121,15 @@ def main(argv=None):
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
                                 f"{args.input[0]} is a single source")
     backend, precision = engines.choose(args.model, args.backend, args.precision)
-    print(engines.describe(backend, precision))
+    engines.streams_for(engines.ENGINES[backend], args.streams)  # several in flight where none can be: refused now
+    print(engines.describe(backend, precision, args.streams))
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
                       radius=args.flow_radius, size=output_size(args), **checks(args))
     source = frames.open_source(args.input, step=args.step)
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = open_model(args.model, backend=backend, batch_size=args.batch_size, size=model_size(*source.size),
-                         precision=precision, device=args.device)
+                         precision=precision, device=args.device, streams=args.streams)
     if args.batch_size is not None and session.batch_size != args.batch_size:
         raise Flownet2Error(f"{args.model}: the model runs batches of {session.batch_size}, "
                             f"not {args.batch_size}")
@@ -135,8 +139,9 @@ def main(argv=None):
     written = f"; written at {oh}x{ow}" if (oh, ow) != (h, w) else ""
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
     turned = f"; {source.orientation_note}" if source.orientation_note else ""
+    flight = f", {session.streams} in flight" if getattr(session, "streams", 1) > 1 else ""
     print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}{turned}); model: {args.model} ({mh}x{mw}, "
-          f"batch {session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}{written}")
+          f"batch {session.batch_size}, {args.size_mode}{flight}); weights: {session.label or 'unknown'}{written}")
     result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)
     report(args, result, session.label, outputs)
     return 0
@@ -152,7 +157,8 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-        device=args.device, force=args.force, step=args.step, output_size=output_size(args), **checks(args))
+        device=args.device, force=args.force, step=args.step, output_size=output_size(args), streams=args.streams,
+        **checks(args))
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
     predict.check_pictures(settings.outputs())
     spec = collection.parse_shard(args.shard) if args.shard else None
@@ -165,7 +171,8 @@ def run_collection(args, jobs, found):
 
         ray_pool.require_ray()  # before anything is written
     where = " (here; each Ray worker chooses on its own machine)" if args.ray is not None else ""
-    print(engines.describe(*engines.choose(settings.model, settings.backend, settings.precision)) + where)
+    print(engines.describe(*engines.choose(settings.model, settings.backend, settings.precision), settings.streams)
+          + where)
     collection.check_settings(settings)
     print(f"input: {found}\noutput: {settings.output}/<video>/ as {args.format}; model: {args.model}")
     tally = collection.Tally(len(jobs), collection.failed_list_path(settings.output, spec))

@@ -197,12 +197,12 @@ def test_a_collection_runs_on_openvino_and_its_markers_say_so(tmp_path, capsys, 
         encode_video(videos / name, clip_frames(3, k), codec="ffv1")  # lossless: both runs read the same frames
     model = identity_model(tmp_path / "m.onnx", size=(H, W))
     code, out, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ov",
-                              "--backend", "openvino", "--precision", "fp32"], capsys)
+                              "--backend", "openvino", "--precision", "fp32", "--streams", "2"], capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == "engine: OpenVINO, fp32" and "videos: 2 done" in out
+    assert out.splitlines()[0] == "engine: OpenVINO, fp32, streams 2" and "videos: 2 done" in out
     for stem in ("a", "b"):
         marker = json.loads((tmp_path / "ov" / stem / collection.MARKER).read_text())
-        assert marker["engine"] == {"name": "openvino", "precision": "fp32"} and marker["pairs"] == 2
+        assert marker["engine"] == {"name": "openvino", "precision": "fp32", "streams": 2} and marker["pairs"] == 2
     code, _, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ort",
                             "--backend", "onnxruntime"], capsys)
     assert code == 0, err
@@ -229,4 +229,4 @@ def test_predict_says_its_engine_first_and_auto_is_openvino_on_a_cpu(tmp_path, c
     model = identity_model(tmp_path / "m.onnx", size=(H, W))
     code, out, err = run_cli(["--model", model, "--input", frames, "--output", tmp_path / "o"], capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == "engine: OpenVINO, fp32"
+    assert out.splitlines()[0] == "engine: OpenVINO, fp32, streams auto"

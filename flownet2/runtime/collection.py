@@ -73,6 +73,7 @@ class Settings:
     quality: bool = False
     occ_alpha1: float = ALPHA1
     occ_alpha2: float = ALPHA2
+    streams: int | str = "auto"  # OpenVINO's requests in flight; a speed setting, not in record(): markers say it
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
@@ -260,7 +261,7 @@ class Worker:
             s = self.settings
             try:
                 self.sessions[key] = self.opener(s.model, backend=backend, batch_size=s.batch_size, size=key,
-                                                 precision=precision, device=s.device)
+                                                 precision=precision, device=s.device, streams=s.streams)
             except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
                 raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{s.model}: {type(e).__name__}: {e}") \
                     from None
@@ -296,10 +297,10 @@ class Worker:
                 return Outcome(job.key, job.name, "skipped")
             _clear(folder, marker)
             try:
-                result, label, rotation = self._predict(job, folder)
+                result, label, rotation, streams = self._predict(job, folder)
                 backend, precision = self.engine()
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
-                          "engine": {"name": backend, "precision": precision},
+                          "engine": {"name": backend, "precision": precision, "streams": streams},
                           **({"scores": result.quality} if result.quality is not None else {})}
                 atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
                 failure = None
@@ -324,7 +325,7 @@ class Worker:
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
-        return result, getattr(session, "label", None), source.rotation
+        return result, getattr(session, "label", None), source.rotation, getattr(session, "streams", 1)
 
 
 def _raise_unless_the_videos(error, output):

@@ -24,6 +24,7 @@ from ..errors import Flownet2Error
 from ..fileio import check_inputs_kept, check_writable, output_faults, remove_temporaries, save_png
 from ..score import metrics, quality, visualize
 from .outputs import Outputs
+from .sessions import run_stream
 
 QUEUED_BATCHES = 2  # per queue: enough to hide a slow decode or write, small enough to stay bounded
 _DONE = object()
@@ -34,7 +35,7 @@ GT_EXTS = (".flo", ".png", ".npy")  # ground truth by the pair's name; else a fl
 class Result:
     pairs: int = 0
     seconds: float = 0.0  # wall time of the whole stream
-    model_ms: float = 0.0  # time spent in session.run
+    model_ms: float = 0.0  # wall time the model was busy: the union of its runs' in-flight times
     radius: float | None = None  # the colour wheel's radius used for every picture
     rows: list = field(default_factory=list)  # [{"name", "epe"}] per pair with ground truth
     scores: list = field(default_factory=list)  # [(pair name, quality.PairScores)] with quality
@@ -335,7 +336,8 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
     """Run every pair of `source` (frames i, i + source.step) through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
-    `sessions.open_model` gives. `outputs`: what is written beside the flow, and at what size (an
+    `sessions.open_model` gives (opened with several streams, it keeps that many runs in flight, the
+    flows still written in order). `outputs`: what is written beside the flow, and at what size (an
     Outputs; default: .flo files only, at the source's size); with its backward flow, occlusion masks
     or quality scores the model runs each pair twice, the second time with the frames swapped. Call
     `prepare_outputs` first. The output's own faults (full, read-only...) remove what this run wrote
@@ -369,16 +371,25 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
                     writer.pair(first + s, flow[s], None if back is None else back[s], kept[s])
 
         threads = [stages.thread(read), stages.thread(write)]
-        try:
+        runs = 2 if outputs.two_way else 1  # the pair the other way round: normalise_pair treats both frames alike
+        pending = collections.deque()  # batches whose runs are in flight, in order
+
+        def model_inputs():
             while (batch := stages.get(to_model)) is not _DONE:
                 x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip(batch[2:4], session.inputs))
-                (flow, *_), ms = session.run([x1, x2])
+                pending.append(batch)
+                yield [x1, x2]
+                if runs == 2:
+                    yield [x2, x1]
+
+        try:
+            flows = []
+            for (flow, *_), ms in run_stream(session, model_inputs()):  # several in flight where the engine can
                 result.model_ms += ms
-                back = None
-                if outputs.two_way:  # the pair the other way round: normalise_pair treats both frames alike
-                    (back, *_), ms = session.run([x2, x1])
-                    result.model_ms += ms
-                stages.put(to_writer, (batch, flow, back))
+                flows.append(flow)
+                if len(flows) == runs:
+                    stages.put(to_writer, (pending.popleft(), flows[0], flows[1] if runs == 2 else None))
+                    flows = []
             stages.put(to_writer, _DONE)
         except BaseException as e:
             stages.fail(e)
