@@ -172,17 +172,19 @@ def print_table(args, precision, rates, in_flight, flows, load):
         return r[0] if isinstance(r, tuple) else r
 
     median = {name: statistics.median(end_to_end(r) for r in rs) for name, rs in rates.items()}
-    base = median["bare OpenVINO, THROUGHPUT hint"]
+    base = rates["bare OpenVINO, THROUGHPUT hint"]
     print(f"\n{cpu_line()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
           f"{load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other jobs share the cores)")
     print(f"FlowNet2 (stand-in:0) at {H}x{W}, batch 1, {precision}, {args.frames} real Sintel frames "
-          f"({args.frames - 1} pairs), median of {args.rounds} interleaved round(s)")
+          f"({args.frames - 1} pairs), median of {args.rounds} interleaved round(s); the ratio: each round's "
+          "against the same round's bare THROUGHPUT, median")
     print("| run | requests in flight | pairs/s (each round) | pairs/s in the model | vs bare THROUGHPUT |")
     print("|---|---|---|---|---|")
     for name, rs in rates.items():
         each = ", ".join(f"{end_to_end(r):.2f}" for r in rs)
         model = f"{statistics.median(r[1] for r in rs):.2f}" if isinstance(rs[0], tuple) else "-"
-        print(f"| {name} | {in_flight[name]} | {median[name]:.2f} ({each}) | {model} | {median[name] / base:.2f}x |")
+        ratio = statistics.median(end_to_end(r) / b for r, b in zip(rs, base))
+        print(f"| {name} | {in_flight[name]} | {median[name]:.2f} ({each}) | {model} | {ratio:.2f}x |")
     print(flows)
 
 

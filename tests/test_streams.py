@@ -188,3 +188,12 @@ def test_a_collection_worker_opens_with_the_streams_of_its_settings(tmp_path):
         with pytest.raises(collection.ModelError, match="^opened$"):
             worker.session(source)
     assert asked == ["auto", 3] and collection.Settings(model="m", output="o").streams == "auto"
+
+
+def test_the_runner_runs_one_request_at_a_time(tmp_path):
+    from test_predict import tiny_model as identity_model
+
+    from flownet2.runtime.runner import open_runner_session
+
+    session = open_runner_session(identity_model(tmp_path / "m.onnx", size=(H, W)), backend="openvino")
+    assert session.streams == 1 and str(session.compiled_property("PERFORMANCE_HINT")) == "LATENCY"
