@@ -139,7 +139,7 @@ def main(argv=None):
     written = f"; written at {oh}x{ow}" if (oh, ow) != (h, w) else ""
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
     turned = f"; {source.orientation_note}" if source.orientation_note else ""
-    flight = f", {session.streams} in flight" if getattr(session, "streams", 1) > 1 else ""
+    flight = f", {session.streams} requests in flight" if getattr(session, "streams", 1) > 1 else ""
     print(f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}{turned}); model: {args.model} ({mh}x{mw}, "
           f"batch {session.batch_size}, {args.size_mode}{flight}); weights: {session.label or 'unknown'}{written}")
     result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)

@@ -6,8 +6,9 @@ against bare OpenVINO's, side by side in one process.
 
 One converted model (stand-in:0, the full FlowNet2 with stand-in weights: speed does not depend on their
 values; converted through the toolkit's cache) on real Sintel frames at 256x384 (alley_1's four frames,
-each cropped at six places: 24 frames, 23 pairs). Four runs, interleaved over --rounds (the median of
-each is printed, every round's too):
+each cropped at six places: 24 frames, 23 pairs). Four runs, interleaved over --rounds, each round
+starting one run later (the median of each is printed, every round's too, and the median over rounds of
+the ratio to the same round's bare THROUGHPUT: on a shared machine, runs side by side see alike loads):
   - bare OpenVINO, LATENCY hint: `compile_model` with only the precision and the hint, what a user writes
     without the toolkit; one request, on the pairs already normalised in memory;
   - bare OpenVINO, THROUGHPUT hint: its optimal number of requests in flight (AsyncInferQueue), same pairs;
@@ -63,7 +64,7 @@ def normalised_pairs(paths):
     pairs = []
     for a, b in zip(frames, frames[1:]):
         x1, x2 = images.normalise_pair(a, b)
-        pairs.append({"x1": np.ascontiguousarray(x1[None], np.float32), "x2": np.ascontiguousarray(x2[None], np.float32)})
+        pairs.append({name: np.ascontiguousarray(x[None], np.float32) for name, x in (("x1", x1), ("x2", x2))})
     return pairs
 
 
@@ -133,7 +134,7 @@ def compare_flows(paths, out_one, out_auto, precision):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=24, help="real frames at 256x384 (default 24: 23 pairs)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the four runs (default 2)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the four runs (default 5)")
     p.add_argument("--precision", choices=("bf16", "fp32"), help="default: bf16 with bf16 units, else fp32")
     args = parse(p, None)
     from flownet2.runtime.cpu import cpu_precision
@@ -155,8 +156,10 @@ def main():
             out = os.path.join(folder, f"out_{streams}")
             runs[f"predict(), --streams {streams}"] = (session, lambda s, _, out=out: time_predict(s, frames_dir, out))
         rates = {name: [] for name in runs}
-        for _ in range(args.rounds):
-            for name, (model, timer) in runs.items():
+        names = list(runs)
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts one run later
+                model, timer = runs[name]
                 rates[name].append(timer(model, pairs))
                 print(f"{name}: {rates[name][-1]}", file=sys.stderr)
         flows = compare_flows(paths, os.path.join(folder, "out_1"), os.path.join(folder, "out_auto"), precision)

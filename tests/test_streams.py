@@ -163,7 +163,8 @@ def test_the_cli_passes_streams_and_says_them_first(tmp_path, capsys, monkeypatc
     code, out, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "o",
                               "--backend", "openvino", "--streams", "2"], capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == "engine: OpenVINO, fp32, streams 2" and ", 2 in flight)" in out.splitlines()[1]
+    first, second = out.splitlines()[:2]
+    assert first == "engine: OpenVINO, fp32, streams 2" and ", 2 requests in flight)" in second
     code, _, err = run_cli(["--model", model, "--input", tmp_path / "f", "--output", tmp_path / "o2",
                             "--backend", "onnxruntime", "--streams", "2"], capsys)
     assert code == 2 and "streams 2: ONNX Runtime runs one request at a time" in err
