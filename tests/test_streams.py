@@ -198,3 +198,12 @@ def test_the_runner_runs_one_request_at_a_time(tmp_path):
 
     session = open_runner_session(identity_model(tmp_path / "m.onnx", size=(H, W)), backend="openvino")
     assert session.streams == 1 and str(session.compiled_property("PERFORMANCE_HINT")) == "LATENCY"
+
+
+def test_streams_asked_beyond_the_threads_get_one_per_thread(tmp_path):
+    from test_predict import tiny_model as identity_model
+
+    session = open_model(identity_model(tmp_path / "m.onnx", size=(H, W)), backend="openvino", streams=8)
+    assert session.streams == session.compiled_property("NUM_STREAMS") <= min(session.threads, 8)
+    x = [[np.full((1, 3, H, W), k, np.float32)] * 2 for k in range(2 * session.streams + 1)]
+    assert [outputs[0][0, 0, 0, 0] for outputs, _ in run_stream(session, x)] == list(range(len(x)))
