@@ -146,7 +146,7 @@ def _throughput(args, engine, precision, x1, x2):
     if engine == "ov":
         from flownet2.runtime.openvino_backend import open_openvino
 
-        compiled = open_openvino(args.onnx, precision=precision, throughput=True).compiled
+        compiled = open_openvino(args.onnx, precision=precision, streams="auto").compiled
     else:
         compiled = ov.Core().compile_model(args.onnx, "CPU", {"INFERENCE_PRECISION_HINT": precision,
                                                               "PERFORMANCE_HINT": "THROUGHPUT"})

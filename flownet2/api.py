@@ -21,15 +21,17 @@ from .errors import Flownet2Error
 from .runtime.flow_model import FlowModel, flow_back, frame_pairs, stream
 
 
-def load(model, *, backend="auto", precision="auto", device=None, batch_size=None, size_mode="resize"):
+def load(model, *, backend="auto", precision="auto", device=None, batch_size=None, size_mode="resize", streams=1):
     """A Model for `model`: a checkpoint of any FlowNet2 member, an .onnx, an .om, "stand-in:SEED" or
     "stand-in:MEMBER:SEED". backend: "auto" (as Flownet2_predict.py: OpenVINO on a CPU, ONNX Runtime or
     PyTorch on a CUDA GPU, ais_bench for an .om), "onnxruntime", "openvino", "torch" or "ascend";
     precision: "auto" (bf16 on a CPU with bf16 units, else fp32), "fp32", "bf16", "fp16", "tf32";
     device: the GPU / NPU id (default 0); batch_size: pairs per model run (an exported model has its
-    own); size_mode: "resize" (bilinear, u and v rescaled) or "pad"."""
+    own); size_mode: "resize" (bilinear, u and v rescaled) or "pad"; streams: model runs kept in flight
+    by OpenVINO for batches and video (1: one at a time, all cores on each, the fastest single call;
+    "auto": OpenVINO's optimal number, the most pairs per second over many)."""
     return Model(FlowModel(model, backend=backend, precision=None if precision == "auto" else precision,
-                           device=device or 0, batch_size=batch_size, size_mode=size_mode))
+                           device=device or 0, batch_size=batch_size, size_mode=size_mode, streams=streams))
 
 
 @dataclass(frozen=True)

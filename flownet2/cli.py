@@ -42,6 +42,11 @@ def at_least_one(text):
     return value
 
 
+def auto_or_at_least_one(text):
+    """argparse type of a count whose default the engine picks: "auto" or a whole number >= 1."""
+    return "auto" if text == "auto" else at_least_one(text)
+
+
 def add_precision(parser, **kwargs):
     """--precision, its choices every engine's precisions (flownet2/precisions.py)."""
     parser.add_argument("--precision", choices=PRECISIONS, **kwargs)

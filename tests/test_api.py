@@ -60,7 +60,7 @@ def test_the_page_runs_as_written_and_its_flow_is_the_clis_byte_for_byte(tmp_pat
         exec(block, space)  # noqa: S102
     model = space["model"]
     want = cli_flow(tmp_path, capsys, "stand-in:s:0", DEMO / "frame_0001.jpg", DEMO / "frame_0002.jpg",
-                    "--backend", model.backend, "--precision", model.precision)
+                    "--backend", model.backend, "--precision", model.precision, "--streams", "1")
     assert flo_bytes(first) == want
     # what the later blocks made, checked against the first
     assert np.array_equal(space["flows"][0], first) and space["flows"].shape == (2, 109, 256, 2)
@@ -79,7 +79,8 @@ def test_the_three_lines_on_a_real_sintel_pair_give_the_clis_bytes(tmp_path, cap
     space = {}
     exec(code, space)  # noqa: S102
     assert space["flow"].shape == (436, 1024, 2)
-    want = cli_flow(tmp_path, capsys, "stand-in:s:0", scene / "frame_0001.png", scene / "frame_0002.png")
+    want = cli_flow(tmp_path, capsys, "stand-in:s:0", scene / "frame_0001.png", scene / "frame_0002.png",
+                    "--streams", "1")
     assert flo_bytes(space["flow"]) == want
 
 

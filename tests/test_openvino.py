@@ -196,13 +196,14 @@ def test_a_collection_runs_on_openvino_and_its_markers_say_so(tmp_path, capsys, 
     for k, name in enumerate(("a.mkv", "b.mkv")):
         encode_video(videos / name, clip_frames(3, k), codec="ffv1")  # lossless: both runs read the same frames
     model = identity_model(tmp_path / "m.onnx", size=(H, W))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # test workers run on one thread; OpenVINO keeps a request per thread
     code, out, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ov",
-                              "--backend", "openvino", "--precision", "fp32"], capsys)
+                              "--backend", "openvino", "--precision", "fp32", "--streams", "2"], capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == "engine: OpenVINO, fp32" and "videos: 2 done" in out
+    assert out.splitlines()[0] == "engine: OpenVINO, fp32, streams 2" and "videos: 2 done" in out
     for stem in ("a", "b"):
         marker = json.loads((tmp_path / "ov" / stem / collection.MARKER).read_text())
-        assert marker["engine"] == {"name": "openvino", "precision": "fp32"} and marker["pairs"] == 2
+        assert marker["engine"] == {"name": "openvino", "precision": "fp32", "streams": 2} and marker["pairs"] == 2
     code, _, err = run_cli(["--model", model, "--input", videos, "--output", tmp_path / "ort",
                             "--backend", "onnxruntime"], capsys)
     assert code == 0, err
@@ -224,9 +225,12 @@ def test_predict_says_its_engine_first_and_auto_is_openvino_on_a_cpu(tmp_path, c
     frames = tmp_path / "f"
     frames.mkdir()
     rng = np.random.default_rng(0)
-    for k in (1, 2):
+    for k in (1, 2, 3):
         Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(frames / f"frame_{k}.png")
     model = identity_model(tmp_path / "m.onnx", size=(H, W))
     code, out, err = run_cli(["--model", model, "--input", frames, "--output", tmp_path / "o"], capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == "engine: OpenVINO, fp32"
+    assert out.splitlines()[0] == "engine: OpenVINO, fp32, streams auto"
+    code, out, err = run_cli(["--model", model, "--input", *sorted(frames.iterdir())[:2], "--output", tmp_path / "o2"],
+                             capsys)
+    assert code == 0 and out.splitlines()[0] == "engine: OpenVINO, fp32, streams 1"  # one pair: nothing to overlap

@@ -23,7 +23,7 @@ import argparse
 import os
 from fractions import Fraction
 
-from ..cli import add_precision, at_least_one, command, parse, print_between_banners
+from ..cli import add_precision, at_least_one, auto_or_at_least_one, command, parse, print_between_banners
 from ..data import flow_formats, frames, images, sampling
 from ..errors import Flownet2Error
 from ..runtime import collection, curation, engines, predict
@@ -113,6 +113,10 @@ def parse_args(argv):
     add_precision(p, help="default: bf16 on a CPU with bf16 units (AVX512_BF16 or AMX), else fp32; fp32 is always "
                           "full precision; fp16 and tf32: PyTorch on a CUDA GPU")
     p.add_argument("--device", type=int, default=0, help="GPU / NPU id")
+    p.add_argument("--streams", type=auto_or_at_least_one, default="auto", metavar="N",
+                   help="OpenVINO: model runs kept in flight (default auto: OpenVINO's optimal number for the "
+                        "machine, one for a single pair; 1: one at a time, all cores on each); other engines run "
+                        "one at a time")
     args = parse(p, argv)
     if args.flow_radius is not None and not args.flow_radius > 0:
         p.error(f"--flow-radius must be positive, got {args.flow_radius}")
@@ -170,13 +174,15 @@ def main(argv=None):
         if getattr(args, flag) is not None:
             raise Flownet2Error(f"--{flag} is for a collection (a folder tree of videos or a list of videos); "
                                 f"{args.input[0]} is a single source")
-    model = FlowModel(args.model, backend=args.backend, precision=args.precision, device=args.device,
-                      batch_size=args.batch_size, size_mode=args.size_mode)
-    print(model.describe())
     fmt = flow_formats.FlowFormat(args.format, bound=args.bound, start_index=args.start_index)
     outputs = Outputs(fmt=fmt, png=args.png, video=args.video, fps=args.fps, gt_dir=args.gt, rgb=args.rgb,
                       radius=args.flow_radius, size=output_size(args), **checks(args))
     source = frames.open_source(args.input, step=args.step, size=outputs.size)
+    # one pair has nothing to overlap: one request on every core is its fastest run
+    streams = 1 if args.streams == "auto" and source.pair_count == 1 and not outputs.two_way else args.streams
+    model = FlowModel(args.model, backend=args.backend, precision=args.precision, device=args.device,
+                      batch_size=args.batch_size, size_mode=args.size_mode, streams=streams)
+    print(model.describe())
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
     session = model.session(source.frame_size)
     print(input_line(args, source, session, outputs))
@@ -196,8 +202,9 @@ def input_line(args, source, session, outputs):
         written = f"; written at {oh}x{ow} ({where})"
     what = {"images": "two images", "folder": f"a folder of {source.frame_count} frames", "video": "a video"}
     turned = f"; {source.orientation_note}" if source.orientation_note else ""
+    flight = f", {session.streams} requests in flight" if getattr(session, "streams", 1) > 1 else ""
     return (f"input: {what[source.kind]}, {source.path} ({h}x{w}{pairs}{turned}); model: {args.model} ({mh}x{mw}, "
-            f"batch {session.batch_size}, {args.size_mode}); weights: {session.label or 'unknown'}{written}")
+            f"batch {session.batch_size}, {args.size_mode}{flight}); weights: {session.label or 'unknown'}{written}")
 
 
 def run_collection(args, jobs, found):
@@ -210,7 +217,8 @@ def run_collection(args, jobs, found):
         output=os.path.abspath(args.output), format=args.format, bound=args.bound,
         start_index=args.start_index, rgb=args.rgb, png=args.png, radius=args.flow_radius,
         size_mode=args.size_mode, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-        device=args.device, force=args.force, step=args.step, output_size=output_size(args), **checks(args),
+        device=args.device, force=args.force, step=args.step, output_size=output_size(args), streams=args.streams,
+        **checks(args),
         motion=args.motion_score, sample_fps=args.sample_fps, sample_frames=args.frames,
         transpose_portrait=args.transpose_portrait, flow_files=args.flow_files)
     # a bad --bound or --start-index, or pictures beside KITTI flow, refused before anything is written
@@ -228,7 +236,8 @@ def run_collection(args, jobs, found):
 
         ray_pool.require_ray()  # before anything is written
     where = " (here; each Ray worker chooses on its own machine)" if args.ray is not None else ""
-    print(engines.describe(*engines.choose(settings.model, settings.backend, settings.precision)) + where)
+    print(engines.describe(*engines.choose(settings.model, settings.backend, settings.precision), settings.streams)
+          + where)
     collection.check_settings(settings)
     writes = f"{settings.output}/<video>/ as {args.format}" if args.flow_files else f"{settings.output}/motion.csv"
     print(f"input: {found}\noutput: {writes}; model: {args.model}")

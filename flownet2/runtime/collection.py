@@ -72,6 +72,7 @@ class Settings:
 
     def sampling(self):
         return sampling.Sampling(fps=self.sample_fps, indices=self.sample_frames)
+    streams: int | str = "auto"  # OpenVINO's requests in flight; a speed setting, not in record(): markers say it
 
     def flow_format(self):
         return FlowFormat(self.format, bound=self.bound, start_index=self.start_index)
@@ -154,7 +155,8 @@ class Worker:
             s = self.settings
             try:
                 self._model = FlowModel(s.model, backend=s.backend, precision=s.precision, device=s.device,
-                                        batch_size=s.batch_size, size_mode=s.size_mode, opener=self.opener)
+                                        batch_size=s.batch_size, size_mode=s.size_mode, streams=s.streams,
+                                        opener=self.opener)
             except Flownet2Error as e:
                 raise ModelError(str(e)) from None
         return self._model
@@ -198,10 +200,12 @@ class Worker:
                 return Outcome(job.key, job.name, "skipped")
             _clear(folder, marker)
             try:
-                result, label, source, model_size = self._predict(job, folder)
+                result, source, session = self._predict(job, folder)
                 backend, precision = self.engine()
+                label, model_size = getattr(session, "label", None), tuple(session.size)
                 record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
-                          "engine": {"name": backend, "precision": precision},
+                          "engine": {"name": backend, "precision": precision,
+                                     "streams": getattr(session, "streams", 1)},
                           **({"scores": result.quality} if result.quality is not None else {}),
                           **({"motion": motion.clip_record(result.motion, source, model_ms=result.model_ms)}
                              if result.motion is not None else {})}
@@ -233,7 +237,7 @@ class Worker:
         output = os.path.dirname(folder)  # the source names its pairs <video stem>/frame_0001
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
-        return result, getattr(session, "label", None), source, tuple(session.size)
+        return result, source, session
 
 
 def _raise_unless_the_videos(error, output):

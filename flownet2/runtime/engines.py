@@ -100,9 +100,31 @@ ENGINES = {engine.name: engine for engine in (
            precisions=("fp32", "tf32", "fp16", "bf16")),  # torch_backend.PRECISIONS maps them to dtypes
     Engine("openvino", "OpenVINO", "onnx", takes=".onnx models, checkpoints and stand-in:SEED (on the CPU)",
            noun="an .onnx", opener="flownet2.runtime.openvino_backend:open_openvino",
-           options=("batch_size", "size", "precision"), static=True, tools=(OPENVINO,), also=("torch",),
+           options=("batch_size", "size", "precision", "streams"), static=True, tools=(OPENVINO,), also=("torch",),
            precisions=("fp32", "bf16")),
 )}
+STREAMS_AUTO = "auto"  # several requests in flight: the engine's optimal number for the machine
+
+
+def check_streams(streams):
+    """streams is "auto" or a whole number of at least 1 (1: one request at a time)."""
+    if streams != STREAMS_AUTO and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+        raise Flownet2Error(f"streams {streams!r}: requests in flight are {STREAMS_AUTO!r} or a whole number of "
+                            "at least 1")
+
+
+def streams_for(engine, streams):
+    """The streams an engine is opened with: as asked where it keeps several requests in flight (the
+    "streams" option), else 1 ("auto" means one at a time there; a number above 1 is refused)."""
+    check_streams(streams)
+    if "streams" in engine.options:
+        return streams
+    if streams not in (1, STREAMS_AUTO):
+        raise Flownet2Error(f"streams {streams}: {engine.display} runs one request at a time; several in flight "
+                            "run on OpenVINO")
+    return 1
+
+
 _BY_KIND = {engine.kind: engine for engine in ENGINES.values() if engine.name != "openvino"}
 
 
@@ -160,6 +182,11 @@ def choose(model, backend="auto", precision=None):
     return backend, precision or (cpu_precision() if on_cpu else "fp32")
 
 
-def describe(backend, precision):
-    """The line every predict run starts with: which engine, in which precision."""
-    return f"engine: {ENGINES[backend].display}, {precision}"
+def describe(backend, precision, streams=1):
+    """The line every predict run starts with: which engine, in which precision, and (an engine that
+    keeps several requests in flight) how many streams were asked for."""
+    engine = ENGINES[backend]
+    line = f"engine: {engine.display}, {precision}"
+    if "streams" not in engine.options:
+        return line
+    return line + f", streams {streams}"

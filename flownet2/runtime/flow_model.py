@@ -27,7 +27,8 @@ import numpy as np
 from ..data import images
 from ..errors import Flownet2Error
 from ..sizes import model_size
-from .engines import choose, describe, engine_for
+from .engines import choose, describe, engine_for, streams_for
+from .sessions import run_stream
 
 SESSIONS_KEPT = 3  # model sizes kept open per model (each holds its compiled model's memory)
 QUEUED_BATCHES = 2  # batches prepared ahead of the model: enough to hide the normalisation, bounded
@@ -95,7 +96,9 @@ def stream(session, padder, pairs, *, two_way=False, keep_frames=False):
     """Run every pair through `session`, in order: yields each Batch with its flow (and with `two_way`
     the flow of each pair the other way round: normalise_pair treats both frames alike, so swapping the
     normalised inputs is the swapped pair). The batches are prepared in a thread, ahead of the model;
-    an error there is raised here, and closing the generator stops the thread."""
+    an error there is raised here, and closing the generator stops the thread. A session opened with
+    several streams keeps that many runs in flight (sessions.run_stream); each batch's `ms` is then the
+    model's busy wall time its runs added."""
     prepared = queue.Queue(QUEUED_BATCHES)
     stop, failure = threading.Event(), []
     done = object()
@@ -109,16 +112,30 @@ def stream(session, padder, pairs, *, two_way=False, keep_frames=False):
             failure.append(e)
         put_unless_stopped(prepared, done, stop)
 
-    thread = threading.Thread(target=prepare, daemon=True)
-    thread.start()
-    try:
+    in_flight = collections.deque()  # batches whose runs have started, in order
+
+    def model_inputs():
         while (batch := prepared.get()) is not done:
             x1, x2 = (x.astype(dtype, copy=False) for x, (_, _, dtype) in zip((batch.x1, batch.x2), session.inputs))
-            (batch.flow, *_), batch.ms = session.run([x1, x2])
+            in_flight.append(batch)
+            yield [x1, x2]
             if two_way:
-                (batch.back, *_), ms = session.run([x2, x1])
-                batch.ms += ms
-            yield batch
+                yield [x2, x1]
+
+    thread = threading.Thread(target=prepare, daemon=True)
+    thread.start()
+    runs = 2 if two_way else 1
+    try:
+        flows = []
+        # several runs in flight where the engine keeps them (an OpenVINO session with streams), in order
+        for (flow, *_), ms in run_stream(session, model_inputs()):
+            flows.append(flow)
+            in_flight[0].ms += ms
+            if len(flows) == runs:
+                batch = in_flight.popleft()
+                batch.flow, batch.back = flows[0], flows[1] if two_way else None
+                flows = []
+                yield batch
         if failure:
             raise failure[0]
     finally:
@@ -145,10 +162,12 @@ class FlowModel:
     session per model size. `opener` replaces sessions.open_model (tests, benchmarks)."""
 
     def __init__(self, model, *, backend="auto", precision=None, device=0, batch_size=None, size_mode="resize",
-                 opener=None, keep=SESSIONS_KEPT):
+                 streams=1, opener=None, keep=SESSIONS_KEPT):
         self.model = os.fspath(model)
         self.backend, self.precision = choose(self.model, backend or "auto", precision)
         self.engine = engine_for(self.model, self.backend)
+        self.streams = streams
+        streams_for(self.engine, streams)  # several in flight where the engine runs one: refused now
         images.check_size_mode(size_mode)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise Flownet2Error(f"batch size must be a whole number of at least 1, got {batch_size!r}")
@@ -161,8 +180,8 @@ class FlowModel:
         self.model_sizes = set()  # every model size opened
 
     def describe(self):
-        """The line a run starts with: the engine and its precision."""
-        return describe(self.backend, self.precision)
+        """The line a run starts with: the engine, its precision and the requests in flight."""
+        return describe(self.backend, self.precision, self.streams)
 
     @property
     def label(self):
@@ -180,7 +199,7 @@ class FlowModel:
         key = self.model_size(frame_size)
         if key not in self._sessions:
             session = self._opener(self.model, backend=self.backend, batch_size=self.batch_size, size=key,
-                                   precision=self.precision, device=self.device)
+                                   precision=self.precision, device=self.device, streams=self.streams)
             if self.batch_size is not None and session.batch_size != self.batch_size:
                 raise Flownet2Error(f"{self.model}: the model runs batches of {session.batch_size}, "
                                     f"not {self.batch_size}")

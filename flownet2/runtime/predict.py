@@ -34,7 +34,7 @@ GT_EXTS = (".flo", ".png", ".npy")  # ground truth by the pair's name; else a fl
 class Result:
     pairs: int = 0
     seconds: float = 0.0  # wall time of the whole stream
-    model_ms: float = 0.0  # time spent in session.run
+    model_ms: float = 0.0  # wall time the model was busy: the union of its runs' in-flight times
     radius: float | None = None  # the colour wheel's radius used for every picture
     rows: list = field(default_factory=list)  # [{"name", "epe"}] per pair with ground truth
     scores: list = field(default_factory=list)  # [(pair name, quality.PairScores)] with quality
@@ -307,7 +307,8 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
     """Run every pair of `source` (frames i, i + source.step) through `session`; returns a Result.
 
     `session`: an object with .batch_size, .size (H, W) and .run([x1, x2]) -> (outputs, ms), as
-    `sessions.open_model` gives. `outputs`: what is written beside the flow, and at what size (an
+    `sessions.open_model` gives (opened with several streams, it keeps that many runs in flight, the
+    flows still written in order). `outputs`: what is written beside the flow, and at what size (an
     Outputs; default: .flo files only, at the source's size); with its backward flow, occlusion masks
     or quality scores the model runs each pair twice, the second time with the frames swapped. Call
     `prepare_outputs` first. The output's own faults (full, read-only...) remove what this run wrote

@@ -12,6 +12,10 @@ Every session has `.inputs` [(name, shape, np.dtype)], `.batch_size`, `.size` (H
 weights label, or None when the model carries none), `.run(arrays) -> (outputs, milliseconds)` and
 `.copy_ms`: (host-to-device ms, device-to-host ms) of the last run where the backend copies in a
 separate step it can time, else None (the copies are then inside the run's milliseconds).
+
+A stream of inputs goes through `run_stream(session, inputs)`: (outputs, ms) per input list, in order;
+an OpenVINO session opened with streams above 1 (or "auto") keeps several requests in flight there,
+and each ms is then the model's busy wall time that run adds (the sum: the union of the in-flight times).
 """
 import importlib.util
 import os
@@ -22,7 +26,7 @@ import numpy as np
 from ..errors import Flownet2Error
 from ..model.provenance import KEY as WEIGHTS_KEY
 from ..model.provenance import stand_in_spec, weights_label
-from .engines import engine_for
+from .engines import engine_for, streams_for
 
 DEFAULT_SIZE = (448, 1024)  # Sintel's 436 x 1024 padded to a multiple of 64
 AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (ais_bench and aclruntime) from "
@@ -33,7 +37,8 @@ EMULATIONS = ("fp16", "bf16")
 
 def open_model(model: str, *, backend: str | None = None, batch_size: int | None = None,
                size: tuple[int, int] | None = None, precision: str = "fp32", device: int = 0,
-               torch_mode: str = "eager", emulate: str | None = None, unsafe_pickle: bool = False):
+               torch_mode: str = "eager", emulate: str | None = None, unsafe_pickle: bool = False,
+               streams: int | str = 1):
     """A session for `model`: an .onnx, an .om, a checkpoint file (of any FlowNet2 family member, told by
     its keys), "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0), on the engine that runs it
     (runtime/engines.py); `backend`, when given, must name that engine.
@@ -41,9 +46,12 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     batch_size and size (H, W) shape a PyTorch model (default 1 and 448 x 1024); an .onnx or .om has
     its own, which the session reports. precision (fp32, tf32, fp16, bf16) is the PyTorch sub-network
     precision; emulate ("fp16" or "bf16") runs an .onnx with every stored value rounded to that type.
+    streams: requests kept in flight by run_stream, "auto" (the engine's optimal number) or N; 1 (the
+    default) runs one at a time. Only OpenVINO keeps several: elsewhere "auto" is 1 and N > 1 is refused.
     """
     model = os.fspath(model)
     engine = engine_for(model, backend)
+    streams = streams_for(engine, streams)
     if emulate is not None and not engine.emulates:
         raise Flownet2Error(f"{model}: precision emulation runs .onnx models only")
     if engine.static:
@@ -59,7 +67,15 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
         raise Flownet2Error(f"{model}: model file does not exist (an .onnx, an .om, a checkpoint, stand-in:SEED "
                             "or stand-in:MEMBER:SEED)")
     return engine.open(model, batch_size=batch_size or 1, size=size or DEFAULT_SIZE, precision=precision,
-                       device=device, torch_mode=torch_mode, emulate=emulate, unsafe_pickle=unsafe_pickle)
+                       device=device, torch_mode=torch_mode, emulate=emulate, unsafe_pickle=unsafe_pickle,
+                       streams=streams)
+
+
+def run_stream(session, inputs):
+    """(outputs, ms) for each input list of `inputs`, in order: the session's own run_stream where it
+    keeps several requests in flight, else one run() after another."""
+    stream = getattr(session, "run_stream", None)
+    return stream(inputs) if stream is not None else map(session.run, inputs)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
