@@ -124,8 +124,9 @@ def main(argv=None):
                       radius=args.flow_radius, size=output_size(args), **checks(args))
     source = frames.open_source(args.input, step=args.step)
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
+    # refused here, in one line, when too big for this machine's memory; a large estimate is printed
     session = open_model(args.model, backend=backend, batch_size=args.batch_size, size=model_size(*source.size),
-                         precision=precision, device=args.device)
+                         precision=precision, device=args.device, frame_size=source.size, announce=print)
     if args.batch_size is not None and session.batch_size != args.batch_size:
         raise Flownet2Error(f"{args.model}: the model runs batches of {session.batch_size}, "
                             f"not {args.batch_size}")

@@ -19,10 +19,11 @@ import time
 
 import numpy as np
 
+from .. import memory
 from ..errors import Flownet2Error
 from ..model.provenance import KEY as WEIGHTS_KEY
-from ..model.provenance import stand_in_spec, weights_label
-from .engines import engine_for
+from ..model.provenance import label_member, stand_in_spec, weights_label
+from .engines import _cuda_visible, engine_for
 
 DEFAULT_SIZE = (448, 1024)  # Sintel's 436 x 1024 padded to a multiple of 64
 AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (ais_bench and aclruntime) from "
@@ -33,7 +34,8 @@ EMULATIONS = ("fp16", "bf16")
 
 def open_model(model: str, *, backend: str | None = None, batch_size: int | None = None,
                size: tuple[int, int] | None = None, precision: str = "fp32", device: int = 0,
-               torch_mode: str = "eager", emulate: str | None = None, unsafe_pickle: bool = False):
+               torch_mode: str = "eager", emulate: str | None = None, unsafe_pickle: bool = False,
+               check_memory: bool = True, frame_size: tuple[int, int] | None = None, announce=None):
     """A session for `model`: an .onnx, an .om, a checkpoint file (of any FlowNet2 family member, told by
     its keys), "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0), on the engine that runs it
     (runtime/engines.py); `backend`, when given, must name that engine.
@@ -41,6 +43,12 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     batch_size and size (H, W) shape a PyTorch model (default 1 and 448 x 1024); an .onnx or .om has
     its own, which the session reports. precision (fp32, tf32, fp16, bf16) is the PyTorch sub-network
     precision; emulate ("fp16" or "bf16") runs an .onnx with every stored value rounded to that type.
+
+    Before the engine opens anything, the model's peak memory at its size is estimated (flownet2.memory):
+    a model that would not fit in the memory available is refused in one line, with the largest short
+    side that fits for frames of `frame_size` (default: the model's size); a large estimate (over a
+    quarter of the memory available) is handed to `announce` (e.g. print) as one line before the engine
+    starts: "estimated peak 12.1 GiB of 19.6 GiB available, ~4.2 s/pair". check_memory=False skips both.
     """
     model = os.fspath(model)
     engine = engine_for(model, backend)
@@ -58,8 +66,73 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     elif stand_in_spec(model) is None and not os.path.isfile(model):
         raise Flownet2Error(f"{model}: model file does not exist (an .onnx, an .om, a checkpoint, stand-in:SEED "
                             "or stand-in:MEMBER:SEED)")
+    if check_memory:
+        estimate = check_model_memory(model, engine, batch_size=batch_size or 1, size=size or DEFAULT_SIZE,
+                                      precision=precision, frame_size=frame_size, unsafe_pickle=unsafe_pickle)
+        note = memory.describe(estimate)
+        if note is not None and announce is not None:
+            announce(note)
     return engine.open(model, batch_size=batch_size or 1, size=size or DEFAULT_SIZE, precision=precision,
                        device=device, torch_mode=torch_mode, emulate=emulate, unsafe_pickle=unsafe_pickle)
+
+
+# --------------------------------------------------------------------------- memory
+
+def check_model_memory(model, engine, *, batch_size, size, precision, frame_size=None, unsafe_pickle=False):
+    """memory.check_fits for `model` on `engine` (an Engine of runtime/engines.py): the Estimate, or None
+    where none applies (a GPU or an NPU: their memory is not the host's). A checkpoint is taken for
+    FlowNet2, the largest member, unless that estimate is large: then its keys are read to tell its member."""
+    plan = _memory_plan(model, engine, batch_size=batch_size, size=size, precision=precision)
+    if plan is None:
+        return None
+    available = memory.available_bytes()
+    if plan["member"] is None and available is not None:
+        est = memory.estimate(**plan)
+        if est is not None and est.peak > memory.LARGE_SHARE * available:
+            plan["member"] = _checkpoint_member(model, unsafe_pickle)
+    return memory.check_fits(**plan, frame_size=frame_size, available=available, what=model)
+
+
+def _memory_plan(model, engine, *, batch_size, size, precision):
+    """estimate()'s keywords for this model on this engine, or None where the host's memory is not the
+    one that runs out (a CUDA GPU, an Ascend NPU) or the .onnx cannot be read (its engine will say so)."""
+    if engine.name == "ascend" or (engine.name in ("torch", "onnxruntime") and _cuda_visible(engine.kind)):
+        return None
+    member, stage = memory.stand_in_member(model), "run"
+    if model.endswith(".onnx"):
+        shape = _onnx_shape_and_member(model)
+        if shape is None:
+            return None
+        batch_size, size, member = shape
+        stage = "cached" if engine.name == "openvino" else "run"  # read and compiled, as a cached IR is
+    elif engine.name == "openvino":
+        from .openvino_backend import is_cached
+
+        stage = "cached" if is_cached(model, batch_size=batch_size, size=size) else "convert"
+    return {"engine": engine.name, "precision": precision if engine.name != "onnxruntime" else "fp32",
+            "member": member, "batch": batch_size, "size": tuple(size), "stage": stage}
+
+
+def _onnx_shape_and_member(path):
+    """(batch, (H, W), member key) of an exported .onnx from its first input and its weights label."""
+    import onnx
+
+    try:
+        proto = onnx.load(path, load_external_data=False)
+        dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    except Exception:  # noqa: BLE001 - an unreadable model is refused by the engine that opens it
+        return None
+    if len(dims) != 4 or min(dims) < 1:
+        return None
+    label = next((p.value for p in proto.metadata_props if p.key == WEIGHTS_KEY), None)
+    return dims[0], (dims[2], dims[3]), memory.member_key(label_member(label)) or "flownet2"
+
+
+def _checkpoint_member(model, unsafe_pickle):
+    """The member a checkpoint holds, by its keys (reads the file: done only when the size is in doubt)."""
+    from ..model.checkpoint import checkpoint_arch, extract_state_dict, load_raw
+
+    return checkpoint_arch(extract_state_dict(load_raw(model, unsafe_pickle), model), model)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
