@@ -5,7 +5,7 @@
     available_bytes()          MemAvailable, or less where a cgroup (container, Slurm job) limits the process
     check_fits(...)            one line refusing a size whose estimate exceeds what is available, with the
                                largest short side that fits
-    describe(estimate, available)   "estimated peak 18.2 GiB of 19.6 GiB available, ~21 s/pair"
+    describe(estimate, available)   "estimated peak N GiB of M GiB available, ~T s/pair"
 
 The estimate is a line per (engine, precision, member, stage), measured by benchmarks/bench_memory.py:
 peak bytes = fixed + per_pixel x batch x H x W, with H x W the model's input size (multiples of 64).
@@ -56,9 +56,11 @@ TABLE = {
     ("torch", "fp32", "s", "run"): Cost(469 * MIB, 265, 1.004, 1.443),
 }
 
-# members by their arch key (flownet2.model.family.arch_key), largest first: a missing row is bounded
-# by the next larger member's measured one
-MEMBERS = ("flownet2", "css", "cs", "sd", "c", "s")
+# members by their arch key (flownet2.model.family.arch_key), each followed by the members that contain
+# it (FlowNet2 = C -> S -> S beside SD, fused; CS = C -> S): a row not measured for a member is bounded by
+# the first of these that was
+CONTAINED_IN = {"flownet2": ("flownet2",), "css": ("css", "flownet2"), "cs": ("cs", "css", "flownet2"),
+                "c": ("c", "cs", "css", "flownet2"), "s": ("s", "cs", "css", "flownet2"), "sd": ("sd", "flownet2")}
 NAMES = {"flownet2": "FlowNet2", "css": "FlowNet2-CSS", "cs": "FlowNet2-CS", "sd": "FlowNet2-SD",
          "c": "FlowNet2-C", "s": "FlowNet2-S"}
 ENGINES = {"openvino": "OpenVINO", "torch": "PyTorch", "onnxruntime": "ONNX Runtime"}  # names in messages
@@ -82,7 +84,7 @@ def member_key(text):
     t = str(text).lower().replace("-", "").replace("_", "")
     if t.startswith("flownet2") and t != "flownet2":
         t = t[len("flownet2"):]
-    return t if t in MEMBERS else "flownet2"
+    return t if t in CONTAINED_IN else "flownet2"
 
 
 def stand_in_member(model):
@@ -96,8 +98,7 @@ def stand_in_member(model):
 def _row(engine, precision, member, stage):
     """(Cost, bounded) of the measured row, else of the nearest row known to need at least as much."""
     precisions = [precision] + ([BOUNDING_PRECISION[precision]] if precision in BOUNDING_PRECISION else [])
-    members = MEMBERS[:MEMBERS.index(member) + 1][::-1] if member in MEMBERS else ["flownet2"]
-    for m in members:
+    for m in CONTAINED_IN[member]:
         for p in precisions:
             if (engine, p, m, stage) in TABLE:
                 return TABLE[engine, p, m, stage], (p, m) != (precision, member)
@@ -218,11 +219,12 @@ def largest_short_side(fits, frame_size):
 
 
 def check_fits(*, engine, precision, member, batch, size, stage="run", frame_size=None, available=None,
-               what="model"):
+               what="model", fixed_size=False):
     """Refuse, in one line, running `member` at model size `size` (H, W) when its estimated peak exceeds
     the memory available (available_bytes() unless given). The line gives both numbers and the largest
-    short side that fits for frames of `frame_size` (default: `size`). Returns the Estimate (or None
-    when the table has no row for the engine or the memory cannot be read)."""
+    short side that fits for frames of `frame_size` (default: `size`), or, for a model whose input size
+    is fixed by its file (`fixed_size`: an .onnx), the largest size to export it at. Returns the
+    Estimate (or None when the table has no row for the engine or the memory cannot be read)."""
     est = estimate(engine=engine, precision=precision, member=member, batch=batch, size=size, stage=stage)
     available = available_bytes() if available is None else available
     if est is None or available is None or est.peak <= available:
@@ -236,6 +238,9 @@ def check_fits(*, engine, precision, member, batch, size, stage="run", frame_siz
     short = largest_short_side(fits, frame_size)
     if short is None:
         hint = f"not even the smallest frames fit (batch {batch}): free memory or use a machine with more"
+    elif fixed_size:  # an exported model runs at the size it was exported at, whatever the frames
+        shape = model_size(*OutputSize(new_short=short).of(frame_size))
+        hint = f"its input size is fixed by the file: export it at {shape[1]}x{shape[0]} or smaller"
     else:
         shape = OutputSize(new_short=short).of(frame_size)
         hint = (f"frames of {frame_size[1]}x{frame_size[0]} fit with their short side at most {short} "
@@ -247,7 +252,7 @@ def check_fits(*, engine, precision, member, batch, size, stage="run", frame_siz
 
 
 def describe(est, available=None, *, always=False):
-    """"estimated peak 18.2 GiB of 19.6 GiB available, ~21 s/pair": for the first lines of a run whose
+    """"estimated peak N GiB of M GiB available, ~T s/pair": for the first lines of a run whose
     estimate is large (over a quarter of what is available), else None (or always, with `always`)."""
     available = available_bytes() if available is None else available
     if est is None or available is None or (not always and est.peak <= LARGE_SHARE * available):

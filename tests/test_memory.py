@@ -190,3 +190,16 @@ def test_open_model_refuses_a_huge_stand_in_at_once_without_exporting(tmp_path):
     assert kind == "Flownet2Error" and float(seconds) < 1.0 and torch_imported == "False"
     assert not (tmp_path / "cache" / "openvino").exists() or not os.listdir(tmp_path / "cache" / "openvino")
     assert "of memory available" in line and "16.0 GiB" in line and "--new-short" in line
+
+
+def test_a_model_of_fixed_size_is_told_the_size_to_export_at(fake_table):
+    """An .onnx runs at its own size whatever the frames: the hint is an export size that fits, the
+    largest of that shape (one short side more does not)."""
+    with pytest.raises(Flownet2Error) as e:
+        memory.check_fits(engine="openvino", precision="bf16", member="flownet2", batch=1, size=(3072, 4032),
+                          stage="convert", available=4 * GIB, what="m.onnx", fixed_size=True)
+    width, height = (int(v) for v in re.search(r"export it at (\d+)x(\d+) or smaller", str(e.value)).groups())
+    assert height % 64 == 0 and width % 64 == 0 and fake_convert_peak(height * width) <= 4 * GIB
+    short = brute_force_short_side(lambda s: fake_convert_peak(s[0] * s[1]) <= 4 * GIB, (3072, 4032))
+    assert (height, width) == model_size(*OutputSize(new_short=short).of((3072, 4032)))
+    assert "--new-short" not in str(e.value)

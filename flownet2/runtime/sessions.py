@@ -48,7 +48,7 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     a model that would not fit in the memory available is refused in one line, with the largest short
     side that fits for frames of `frame_size` (default: the model's size); a large estimate (over a
     quarter of the memory available) is handed to `announce` (e.g. print) as one line before the engine
-    starts: "estimated peak 12.1 GiB of 19.6 GiB available, ~4.2 s/pair". check_memory=False skips both.
+    starts: "estimated peak N GiB of M GiB available, ~T s/pair". check_memory=False skips both.
     """
     model = os.fspath(model)
     engine = engine_for(model, backend)
@@ -90,7 +90,8 @@ def check_model_memory(model, engine, *, batch_size, size, precision, frame_size
         est = memory.estimate(**plan)
         if est is not None and est.peak > memory.LARGE_SHARE * available:
             plan["member"] = _checkpoint_member(model, unsafe_pickle)
-    return memory.check_fits(**plan, frame_size=frame_size, available=available, what=model)
+    return memory.check_fits(**plan, frame_size=frame_size, available=available, what=model,
+                             fixed_size=model.endswith(".onnx"))
 
 
 def _memory_plan(model, engine, *, batch_size, size, precision):
