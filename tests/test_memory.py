@@ -203,3 +203,37 @@ def test_a_model_of_fixed_size_is_told_the_size_to_export_at(fake_table):
     short = brute_force_short_side(lambda s: fake_convert_peak(s[0] * s[1]) <= 4 * GIB, (3072, 4032))
     assert (height, width) == model_size(*OutputSize(new_short=short).of((3072, 4032)))
     assert "--new-short" not in str(e.value)
+
+
+def test_onnx_header_reads_what_onnx_load_reads(tmp_path):
+    """The first input's dims and the metadata, past an initializer, against onnx's own parser; a
+    truncated file and a text file are one-line errors."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from flownet2.onnx.header import read_header
+
+    weights = numpy_helper.from_array(np.arange(300_000, dtype=np.float32), "w")  # 1.2 MB before the inputs
+    x1 = helper.make_tensor_value_info("x1", TensorProto.FLOAT, [2, 3, 448, 1024])
+    x2 = helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["batch", 3, 64, 128])
+    flow = helper.make_tensor_value_info("flow", TensorProto.FLOAT, [2, 3, 448, 1024])
+    graph = helper.make_graph([helper.make_node("Identity", ["x1"], ["flow"])], "g", [x1, x2], [flow], [weights])
+    model = helper.make_model(graph)
+    model.metadata_props.add(key="flownet2.weights", value="stand-in:seed=0 arch:FlowNet2-CSS tensors:ab")
+    model.metadata_props.add(key="other", value="ü")
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    loaded = onnx.load(str(path))
+    expected = [d.dim_value for d in loaded.graph.input[0].type.tensor_type.shape.dim]
+    dims, metadata = read_header(path)
+    assert dims == expected == [2, 3, 448, 1024]
+    assert metadata == {p.key: p.value for p in loaded.metadata_props}
+    x2_only = helper.make_model(helper.make_graph([], "g", [x2], [x2]))
+    onnx.save(x2_only, str(tmp_path / "symbolic.onnx"))
+    assert read_header(tmp_path / "symbolic.onnx") == ([0, 3, 64, 128], {})  # "batch": symbolic
+    (tmp_path / "cut.onnx").write_bytes(path.read_bytes()[:1000])
+    (tmp_path / "text.onnx").write_text("not a model\n")
+    for bad in ("cut.onnx", "text.onnx"):
+        with pytest.raises(Flownet2Error, match=bad):
+            read_header(tmp_path / bad)
