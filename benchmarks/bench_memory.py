@@ -4,7 +4,8 @@ the table flownet2/memory.py estimates from, and a check of that estimate agains
     python benchmarks/bench_memory.py                   # every row below at 256x256, 512x768, 1024x1344
     python benchmarks/bench_memory.py --rows openvino/bf16/s --sizes 256x256,512x768
     python benchmarks/bench_memory.py --check           # Flownet2_predict.py on two 1024x1365 frames:
-                                                        # measured peak vs memory.estimate
+                                                        # measured peak vs memory.estimate; then on two
+                                                        # 8000x6000 frames: refused, in how long
 
 Each (row, size) runs in a fresh process that opens the model through runtime/sessions.open_model (the
 memory check off), runs one pair twice and reports its own peak RSS (getrusage ru_maxrss: weights,
@@ -66,14 +67,14 @@ def child(args):
 
 def measure(engine, precision, member, size, *, cache, onnx=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--engine", engine, "--precision", precision,
-           "--model", stand_in(member), "--size", f"{size[0]}x{size[1]}"] + (["--onnx", onnx] if onnx else [])
+           "--model", stand_in_spec(member), "--size", f"{size[0]}x{size[1]}"] + (["--onnx", onnx] if onnx else [])
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "FLOWNET2_CACHE": cache})
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def stand_in(member):
+def stand_in_spec(member):
     return "stand-in:0" if member == "flownet2" else f"stand-in:{member}:0"
 
 
@@ -141,53 +142,68 @@ def report(results):
 
 
 def check(args):
-    """Flownet2_predict.py on two 1024x1365 frames (a 4032x3024 photo at --new-short 1024): peak vs estimate."""
-    import numpy as np
-    from PIL import Image
-
+    """Flownet2_predict.py on two 1024x1365 frames (a 4032x3024 photo at --new-short 1024): peak vs
+    estimate; then on two 8000x6000 frames: refused, how fast, nothing converted."""
     from flownet2 import memory
+    from flownet2.sizes import model_size
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = sintel_frames(tmp, args.check_size, "png")
+        done, peak, wall = predict_run(args, paths, tmp)
+        if done.returncode != 0:
+            sys.exit(f"Flownet2_predict.py failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        msize = model_size(*args.check_size)
+        est = memory.estimate(engine="openvino", precision=args.precision, member=stand_in(args.model), batch=1,
+                              size=msize, stage="convert")
+        print(f"check: Flownet2_predict.py --model {args.model} --precision {args.precision}, two "
+              f"{args.check_size[1]}x{args.check_size[0]} frames (model size {msize[0]}x{msize[1]}), a fresh "
+              f"OpenVINO cache (the conversion included); {machine()}")
+        print("\n".join("  " + line for line in done.stdout.splitlines() if "pairs/s" in line or "engine" in line))
+        print(f"measured peak {peak / 2 ** 30:.2f} GiB, estimate {est.peak / 2 ** 30:.2f} GiB: estimate / measured = "
+              f"{est.peak / peak:.3f} ({100 * (est.peak - peak) / peak:+.1f}%); wall {wall:.1f} s, "
+              f"estimated {est.seconds:.1f} s/pair")
+        paths = sintel_frames(tmp, (6000, 8000), "jpg")
+        done, peak, wall = predict_run(args, paths, tmp, cache="cache-big")
+        converted = os.listdir(os.path.join(tmp, "cache-big")) if os.path.isdir(os.path.join(tmp, "cache-big")) else []
+        print(f"\n8000x6000 pair: exit {done.returncode} after {wall:.1f} s wall, peak {peak / 2 ** 20:.0f} MiB, "
+              f"{len(converted)} cache entries written; {machine()}\n  {done.stderr.strip()}")
+
+
+def stand_in(model):
+    from flownet2 import memory
+
+    return memory.stand_in_member(model) or "flownet2"
+
+
+def sintel_frames(tmp, size, ext):
+    """Two Sintel frames (alley_1 1 and 2) resized to `size` (H, W), as files in `tmp`."""
+    from PIL import Image
 
     mini = os.environ.get("FLOWNET2_SINTEL_MINI") or os.path.join(os.path.dirname(REPO), "shared", "data",
                                                                   "sintel-mini")
-    scene = os.path.join(mini, "training", "clean", "alley_1")
-    height, width = args.check_size
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for n in (1, 2):
-            frame = Image.open(os.path.join(scene, f"frame_{n:04d}.png")).convert("RGB")
-            path = os.path.join(tmp, f"f{n}.png")
-            frame.resize((width, height), Image.BILINEAR).save(path)
-            paths.append(path)
-        out = os.path.join(tmp, "out")
-        cmd = [sys.executable, os.path.join(REPO, "Flownet2_predict.py"), "--model", args.model, "--input", *paths,
-               "--output", out, "--precision", args.precision]
-        # a wrapper process of its own: RUSAGE_CHILDREN is then the predict process's peak alone
-        wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
-                   "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); "
-                   "sys.exit(done.returncode)")
-        t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
-                              env={**os.environ, "FLOWNET2_CACHE": os.path.join(tmp, "cache")})
-        wall = time.perf_counter() - t0
-        if done.returncode != 0:
-            sys.exit(f"Flownet2_predict.py failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-        peak = int(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("PEAK")))
-        shape = np.asarray(Image.open(paths[0])).shape[:2]
-    from flownet2.sizes import model_size
+    paths = []
+    for n in (1, 2):
+        frame = Image.open(os.path.join(mini, "training", "clean", "alley_1", f"frame_{n:04d}.png")).convert("RGB")
+        path = os.path.join(tmp, f"f{n}_{size[0]}.{ext}")
+        frame.resize(size[::-1], Image.BILINEAR).save(path)
+        paths.append(path)
+    return paths
 
-    msize = model_size(*shape)
-    member = (memory.stand_in_member(args.model) or "flownet2")
-    est = memory.estimate(engine="openvino", precision=args.precision, member=member, batch=1, size=msize,
-                          stage="convert")
-    print(f"check: Flownet2_predict.py --model {args.model} --precision {args.precision}, two {shape[1]}x{shape[0]} "
-          f"frames (model size {msize[0]}x{msize[1]}), a fresh OpenVINO cache (the conversion included); "
-          f"{machine()}")
-    for line in done.stdout.splitlines():
-        if "pairs/s" in line or line.startswith("engine"):
-            print("  " + line)
-    print(f"measured peak {peak / 2 ** 30:.2f} GiB, estimate {est.peak / 2 ** 30:.2f} GiB: estimate / measured = "
-          f"{est.peak / peak:.3f} ({100 * (est.peak - peak) / peak:+.1f}%); wall {wall:.1f} s, "
-          f"estimated {est.seconds:.1f} s/pair")
+
+def predict_run(args, paths, tmp, cache="cache"):
+    """(the finished process, its peak RSS bytes, wall seconds) of Flownet2_predict.py on `paths`."""
+    cmd = [sys.executable, os.path.join(REPO, "Flownet2_predict.py"), "--model", args.model, "--input", *paths,
+           "--output", os.path.join(tmp, "out"), "--precision", args.precision, "--force"]
+    # a wrapper process of its own: RUSAGE_CHILDREN is then the predict process's peak alone
+    wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+               "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); "
+               "sys.exit(done.returncode)")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True,
+                          env={**os.environ, "FLOWNET2_CACHE": os.path.join(tmp, cache)})
+    wall = time.perf_counter() - t0
+    peak = int(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("PEAK")))
+    return done, peak, wall
 
 
 def machine():
