@@ -175,19 +175,20 @@ def test_open_model_refuses_a_huge_stand_in_at_once_without_exporting(tmp_path):
         from flownet2 import memory
         from flownet2.runtime.sessions import open_model
         memory.available_bytes = lambda: 16 * 2 ** 30
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             open_model("stand-in:0", backend="openvino", size=(6016, 8000), precision="bf16",
                        frame_size=(6000, 8000))
         except Exception as e:
-            print(type(e).__name__, time.perf_counter() - t0, "torch" in sys.modules)
+            print(type(e).__name__, time.process_time() - c0, time.perf_counter() - t0, "torch" in sys.modules)
             print(e)
         """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "FLOWNET2_CACHE": str(tmp_path / "cache")})
     head, line = done.stdout.strip().splitlines()
-    kind, seconds, torch_imported = head.split()
-    assert kind == "Flownet2Error" and float(seconds) < 1.0 and torch_imported == "False"
+    kind, cpu, wall, torch_imported = head.split()
+    # CPU seconds: what the check costs, whatever else shares the machine; wall, loosely, for a loaded CI
+    assert kind == "Flownet2Error" and float(cpu) < 1.0 and float(wall) < 5.0 and torch_imported == "False"
     assert not (tmp_path / "cache" / "openvino").exists() or not os.listdir(tmp_path / "cache" / "openvino")
     assert "of memory available" in line and "16.0 GiB" in line and "--new-short" in line
 
