@@ -184,7 +184,8 @@ def main(argv=None):
                       batch_size=args.batch_size, size_mode=args.size_mode, streams=streams)
     print(model.describe())
     predict.prepare_outputs(source, args.output, outputs, force=args.force)
-    session = model.session(source.frame_size)
+    # too big for this machine's memory: refused here in one line; a large estimate is printed
+    session = model.session(source.frame_size, source_size=source.size, announce=print)
     print(input_line(args, source, session, outputs))
     result = predict.predict(session, source, output=args.output, outputs=outputs, size_mode=args.size_mode)
     report(args, result, session.label, outputs)

@@ -172,7 +172,7 @@ class Worker:
     def session(self, source):
         model = self.model()
         try:
-            return model.session(source.frame_size)
+            return model.session(source.frame_size, source_size=source.size)
         except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
             raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{model.model}: {type(e).__name__}: {e}") \
                 from None

@@ -194,12 +194,16 @@ class FlowModel:
         """The size the model runs at for frames of `frame_size` (None: the model's own, static size)."""
         return None if self.engine.static else model_size(*frame_size)
 
-    def session(self, frame_size):
-        """The session for frames of `frame_size` (height, width), opened on first use."""
+    def session(self, frame_size, *, source_size=None, announce=None):
+        """The session for frames of `frame_size` (height, width), opened on first use. Opening checks the
+        model's peak memory at that size first (sessions.open_model): too big is refused in one line with
+        the short side that fits frames of `source_size` (default: frame_size); a large estimate goes to
+        `announce` (e.g. print)."""
         key = self.model_size(frame_size)
         if key not in self._sessions:
             session = self._opener(self.model, backend=self.backend, batch_size=self.batch_size, size=key,
-                                   precision=self.precision, device=self.device, streams=self.streams)
+                                   precision=self.precision, device=self.device, streams=self.streams,
+                                   frame_size=tuple(source_size or frame_size), announce=announce)
             if self.batch_size is not None and session.batch_size != self.batch_size:
                 raise Flownet2Error(f"{self.model}: the model runs batches of {session.batch_size}, "
                                     f"not {self.batch_size}")

@@ -202,12 +202,30 @@ def cache_key(weights, *, batch_size, size):
         if not os.path.isfile(weights):
             raise Flownet2Error(f"{weights}: model file does not exist (an .onnx, a checkpoint, stand-in:SEED "
                                 "or stand-in:MEMBER:SEED)")
-        what = file_digest(weights)
+        what = _weights_digest(weights)
     else:
         what = f"stand-in:{(spec[0] or 'flownet2').lower()}:{spec[1]}"
     fields = {"weights": what, "batch": batch_size, "size": list(size), "form": CORR_MODE,
               "code": _model_code_digest(), "openvino": ov.__version__}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+_DIGESTS = {}  # (path, size, mtime): digest; is_cached and cached_ir ask one after the other
+
+
+def _weights_digest(path):
+    """file_digest of a checkpoint, read once per process while the file is unchanged (~1 s for 620 MB)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_digest(path)
+    return _DIGESTS[key]
+
+
+def is_cached(weights, *, batch_size, size, cache_dir=None):
+    """Whether `weights` at this batch and size is converted already: the next open reads the IR,
+    without exporting (what runtime/sessions' memory check needs to know)."""
+    return (cache_folder(cache_dir) / cache_key(weights, batch_size=batch_size, size=size) / ENTRY).is_file()
 
 
 def _model_code_digest():

@@ -23,10 +23,11 @@ import time
 
 import numpy as np
 
+from .. import memory
 from ..errors import Flownet2Error
 from ..model.provenance import KEY as WEIGHTS_KEY
-from ..model.provenance import stand_in_spec, weights_label
-from .engines import engine_for, streams_for
+from ..model.provenance import label_member, stand_in_spec, weights_label
+from .engines import _cuda_visible, engine_for, streams_for
 
 DEFAULT_SIZE = (448, 1024)  # Sintel's 436 x 1024 padded to a multiple of 64
 AIS_BENCH_HINT = ("ais_bench is not on PyPI: build and pip-install its wheels (ais_bench and aclruntime) from "
@@ -38,7 +39,8 @@ EMULATIONS = ("fp16", "bf16")
 def open_model(model: str, *, backend: str | None = None, batch_size: int | None = None,
                size: tuple[int, int] | None = None, precision: str = "fp32", device: int = 0,
                torch_mode: str = "eager", emulate: str | None = None, unsafe_pickle: bool = False,
-               streams: int | str = 1):
+               streams: int | str = 1, check_memory: bool = True, frame_size: tuple[int, int] | None = None,
+               announce=None):
     """A session for `model`: an .onnx, an .om, a checkpoint file (of any FlowNet2 family member, told by
     its keys), "stand-in:SEED" or "stand-in:MEMBER:SEED" (stand-in:css:0), on the engine that runs it
     (runtime/engines.py); `backend`, when given, must name that engine.
@@ -48,6 +50,12 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     precision; emulate ("fp16" or "bf16") runs an .onnx with every stored value rounded to that type.
     streams: requests kept in flight by run_stream, "auto" (the engine's optimal number) or N; 1 (the
     default) runs one at a time. Only OpenVINO keeps several: elsewhere "auto" is 1 and N > 1 is refused.
+
+    Before the engine opens anything, the model's peak memory at its size is estimated (flownet2.memory):
+    a model that would not fit in the memory available is refused in one line, with the largest short
+    side that fits for frames of `frame_size` (default: the model's size); a large estimate (over a
+    quarter of the memory available) is handed to `announce` (e.g. print) as one line before the engine
+    starts: "estimated peak N GiB of M GiB available, ~T s/pair". check_memory=False skips both.
     """
     model = os.fspath(model)
     engine = engine_for(model, backend)
@@ -66,6 +74,12 @@ def open_model(model: str, *, backend: str | None = None, batch_size: int | None
     elif stand_in_spec(model) is None and not os.path.isfile(model):
         raise Flownet2Error(f"{model}: model file does not exist (an .onnx, an .om, a checkpoint, stand-in:SEED "
                             "or stand-in:MEMBER:SEED)")
+    if check_memory:
+        estimate = check_model_memory(model, engine, batch_size=batch_size or 1, size=size or DEFAULT_SIZE,
+                                      precision=precision, frame_size=frame_size, unsafe_pickle=unsafe_pickle)
+        note = memory.describe(estimate)
+        if note is not None and announce is not None:
+            announce(note)
     return engine.open(model, batch_size=batch_size or 1, size=size or DEFAULT_SIZE, precision=precision,
                        device=device, torch_mode=torch_mode, emulate=emulate, unsafe_pickle=unsafe_pickle,
                        streams=streams)
@@ -76,6 +90,65 @@ def run_stream(session, inputs):
     keeps several requests in flight, else one run() after another."""
     stream = getattr(session, "run_stream", None)
     return stream(inputs) if stream is not None else map(session.run, inputs)
+
+
+# --------------------------------------------------------------------------- memory
+
+def check_model_memory(model, engine, *, batch_size, size, precision, frame_size=None, unsafe_pickle=False):
+    """memory.check_fits for `model` on `engine` (an Engine of runtime/engines.py): the Estimate, or None
+    where none applies (a GPU or an NPU: their memory is not the host's). A checkpoint is taken for
+    FlowNet2, the largest member, unless that estimate is large: then its keys are read to tell its member."""
+    plan = _memory_plan(model, engine, batch_size=batch_size, size=size, precision=precision)
+    if plan is None:
+        return None
+    available = memory.available_bytes()
+    if plan["member"] is None and available is not None:
+        est = memory.estimate(**plan)
+        if est is not None and est.peak > memory.LARGE_SHARE * available:
+            plan["member"] = _checkpoint_member(model, unsafe_pickle)
+    return memory.check_fits(**plan, frame_size=frame_size, available=available, what=model,
+                             fixed_size=model.endswith(".onnx"))
+
+
+def _memory_plan(model, engine, *, batch_size, size, precision):
+    """estimate()'s keywords for this model on this engine, or None where the host's memory is not the
+    one that runs out (a CUDA GPU, an Ascend NPU) or the .onnx cannot be read (its engine will say so)."""
+    if engine.name == "ascend" or (engine.name in ("torch", "onnxruntime") and _cuda_visible(engine.kind)):
+        return None
+    member, stage = memory.stand_in_member(model), "run"
+    if model.endswith(".onnx"):
+        shape = _onnx_shape_and_member(model)
+        if shape is None:
+            return None
+        batch_size, size, member = shape
+        stage = "cached" if engine.name == "openvino" else "run"  # read and compiled, as a cached IR is
+    elif engine.name == "openvino":
+        from .openvino_backend import is_cached
+
+        stage = "cached" if is_cached(model, batch_size=batch_size, size=size) else "convert"
+    return {"engine": engine.name, "precision": precision if engine.name != "onnxruntime" else "fp32",
+            "member": member, "batch": batch_size, "size": tuple(size), "stage": stage}
+
+
+def _onnx_shape_and_member(path):
+    """(batch, (H, W), member key) of an exported .onnx from its first input and its weights label, read
+    from the file's header (onnx/header.py: milliseconds, where onnx.load takes seconds for FlowNet2)."""
+    from ..onnx.header import read_header
+
+    try:
+        dims, metadata = read_header(path)
+    except Flownet2Error:  # an unreadable model is refused by the engine that opens it, in its words
+        return None
+    if len(dims) != 4 or min(dims) < 1:
+        return None
+    return dims[0], (dims[2], dims[3]), memory.member_key(label_member(metadata.get(WEIGHTS_KEY))) or "flownet2"
+
+
+def _checkpoint_member(model, unsafe_pickle):
+    """The member a checkpoint holds, by its keys (reads the file: done only when the size is in doubt)."""
+    from ..model.checkpoint import checkpoint_arch, extract_state_dict, load_raw
+
+    return checkpoint_arch(extract_state_dict(load_raw(model, unsafe_pickle), model), model)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
