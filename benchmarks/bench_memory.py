@@ -142,23 +142,25 @@ def report(results):
 
 
 def check(args):
-    """Flownet2_predict.py on two 1024x1365 frames (a 4032x3024 photo at --new-short 1024): peak vs
-    estimate; then on two 8000x6000 frames: refused, how fast, nothing converted."""
+    """Flownet2_predict.py on two 4032x3024 photos with --new-short 1024 (the frames shrunk before the
+    model): peak vs estimate; then on two 8000x6000 frames: refused, how fast, nothing converted."""
     from flownet2 import memory
-    from flownet2.sizes import model_size
+    from flownet2.sizes import OutputSize, model_size
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = sintel_frames(tmp, args.check_size, "png")
-        done, peak, wall = predict_run(args, paths, tmp)
+        paths = sintel_frames(tmp, args.check_size, "jpg")
+        shrink = ["--new-short", str(args.check_new_short)] if args.check_new_short else []
+        done, peak, wall = predict_run(args, paths, tmp, extra=shrink)
         if done.returncode != 0:
             sys.exit(f"Flownet2_predict.py failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-        msize = model_size(*args.check_size)
+        msize = model_size(*OutputSize(new_short=args.check_new_short or None).of(args.check_size))
         est = memory.estimate(engine="openvino", precision=args.precision, member=stand_in(args.model), batch=1,
                               size=msize, stage="convert")
-        print(f"check: Flownet2_predict.py --model {args.model} --precision {args.precision}, two "
+        print(f"check: Flownet2_predict.py --model {args.model} --precision {args.precision} {' '.join(shrink)}, two "
               f"{args.check_size[1]}x{args.check_size[0]} frames (model size {msize[0]}x{msize[1]}), a fresh "
               f"OpenVINO cache (the conversion included); {machine()}")
-        print("\n".join("  " + line for line in done.stdout.splitlines() if "pairs/s" in line or "engine" in line))
+        print("\n".join("  " + line for line in done.stdout.splitlines()
+                        if "pairs/s" in line or "engine" in line or line.startswith("input")))
         print(f"measured peak {peak / 2 ** 30:.2f} GiB, estimate {est.peak / 2 ** 30:.2f} GiB: estimate / measured = "
               f"{est.peak / peak:.3f} ({100 * (est.peak - peak) / peak:+.1f}%); wall {wall:.1f} s, "
               f"estimated {est.seconds:.1f} s/pair")
@@ -190,10 +192,10 @@ def sintel_frames(tmp, size, ext):
     return paths
 
 
-def predict_run(args, paths, tmp, cache="cache"):
+def predict_run(args, paths, tmp, cache="cache", extra=()):
     """(the finished process, its peak RSS bytes, wall seconds) of Flownet2_predict.py on `paths`."""
     cmd = [sys.executable, os.path.join(REPO, "Flownet2_predict.py"), "--model", args.model, "--input", *paths,
-           "--output", os.path.join(tmp, "out"), "--precision", args.precision, "--force"]
+           "--output", os.path.join(tmp, "out"), "--precision", args.precision, "--force", *extra]
     # a wrapper process of its own: RUSAGE_CHILDREN is then the predict process's peak alone
     wrapper = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
                "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); "
@@ -218,8 +220,9 @@ def main():
     p.add_argument("--rows", default=",".join(ROWS), help="engine/precision/member, comma-separated")
     p.add_argument("--sizes", default=SIZES, help="HxW model sizes, comma-separated (multiples of 64)")
     p.add_argument("--check", action="store_true", help="a predict run's peak against the estimate instead")
-    p.add_argument("--check-size", default="1024x1365", help="--check: the frames' HxW (default 1024x1365: a "
-                   "4032x3024 photo at --new-short 1024)")
+    p.add_argument("--check-size", default="3024x4032", help="--check: the frames' HxW (default 3024x4032: a "
+                   "12-megapixel phone photo)")
+    p.add_argument("--check-new-short", type=int, default=1024, help="--check: --new-short for that run (0: none)")
     p.add_argument("--model", default="stand-in:0")
     p.add_argument("--precision", default="bf16")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -466,7 +466,7 @@ def test_run_all_synthetic_kitti_runs_as_written(tmp_path):
     [(line, argv)] = [(l, a) for l, a in _page_block(DATASETS, "bash scripts/run_all.sh --synthetic kitti2015")
                       if "--synthetic" in a]
     wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1" in *Flownet2_pth2onnx.py) shift; exec '
+    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1 $2" in "-m flownet2.commands.pth2onnx") shift 2; exec '
                        f'{shlex.quote(sys.executable)} {shlex.quote(str(REPO / "tests" / "tiny_export.py"))} "$@" ;; '
                        f'esac\nexec {shlex.quote(sys.executable)} "$@"\n')
     wrapper.chmod(0o755)

@@ -248,7 +248,7 @@ def test_a_failing_stage_is_named_with_the_command_to_rerun(tmp_path):
     run = run_all(tmp_path / "work", "--dataset", str(empty))
     assert run.returncode != 0
     assert "!! stage 'preprocess' failed" in run.stderr
-    assert re.search(r"Flownet2_preprocess\.py --dataset \S+training --output \S+prep_bs1 --batch_size 1",
+    assert re.search(r"-m flownet2\.commands\.preprocess --dataset \S+training --output \S+prep_bs1 --batch_size 1",
                      run.stderr)
     assert not (tmp_path / "work" / ".stamps" / "preprocess").exists()
 
@@ -257,7 +257,7 @@ def test_ascend_backend_exports_the_form_the_310p_graph_proved(tmp_path):
     """Without --correlation the Ascend route exports --ascend-compat (the slices correlation). A Python
     wrapper records the export command and stops the chain there: no 620 MB export for one flag."""
     record, wrapper = tmp_path / "export_argv.txt", tmp_path / "python"
-    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1" in *Flownet2_pth2onnx.py) echo "$*" > {record}; exit 3 ;; '
+    wrapper.write_text(f'#!/usr/bin/env bash\ncase "$1 $2" in "-m flownet2.commands.pth2onnx") echo "$*" > {record}; exit 3 ;; '
                        f'esac\nexec {shlex.quote(sys.executable)} "$@"\n')
     wrapper.chmod(0o755)
     env = dict(os.environ, PATH=f"{STANDINS}{os.pathsep}{os.environ['PATH']}", PYTHON=str(wrapper),
