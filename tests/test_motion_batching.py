@@ -68,9 +68,9 @@ def clips(tmp_path_factory):
 def score(model, out, listed, *, opener=None, **extra):
     """(tally, motion.csv rows) of a collection run through the library, as the CLI runs it."""
     jobs = collection.find_jobs(listed)[0]
-    settings = collection.Settings(model, str(out), motion=True, sample_frames=FRAMES, transpose_portrait=True,
-                                   output_size=OutputSize(new_size=(64, 128)), precision="fp32", flow_files=False,
-                                   **extra)
+    asked = {"transpose_portrait": True, "output_size": OutputSize(new_size=(64, 128)), **extra}
+    settings = collection.Settings(model, str(out), motion=True, sample_frames=FRAMES, precision="fp32",
+                                   flow_files=False, **asked)
     collection.check_settings(settings)
     tally = collection.Tally(len(jobs), collection.failed_list_path(settings.output))
     collection.run_jobs(jobs, collection.Worker(settings, opener), tally)
@@ -89,9 +89,9 @@ def same_rows(got, want):
 
 
 def leftovers(out):
-    """Clip folders and files other than the finished clips' markers (and --quality's tables)."""
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.parent != out
-                  and p.name not in (collection.MARKER, "quality.csv"))
+    """Clip folders without a marker, and files in them other than the markers (lock files included)."""
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if (p.is_dir() and not (p / collection.MARKER).exists())
+                  or (p.is_file() and p.parent != out and p.name != collection.MARKER))
 
 
 def test_grouped_clips_share_model_runs_and_give_the_same_rows(clips, tmp_path):
@@ -112,17 +112,23 @@ def test_grouped_clips_share_model_runs_and_give_the_same_rows(clips, tmp_path):
     assert leftovers(tmp_path / "b4") == []
 
 
-def test_with_the_backward_flow_the_consistency_and_quality_tables_match(clips, tmp_path):
+def test_with_the_backward_flow_the_consistency_and_the_files_match(clips, tmp_path):
+    """--quality, --backward, --occlusion: the consistency column, and each clip's quality.csv, backward
+    flow files and occlusion masks byte for byte as at batch 1."""
     folder, uv1, uv4 = clips
     four = Counting()
-    _, want = score(uv1, tmp_path / "b1", folder / "good.txt", quality=True)
-    _, got = score(uv4, tmp_path / "b4", folder / "good.txt", opener=four, quality=True)
+    checks = {"quality": True, "backward": True, "occlusion": True}
+    _, want = score(uv1, tmp_path / "b1", folder / "good.txt", **checks)
+    _, got = score(uv4, tmp_path / "b4", folder / "good.txt", opener=four, **checks)
     same_rows(got, want)
     assert all(r["fb_consistent"] not in ("", "nan") for r in got)
     assert four.runs == 2 * 4  # each batch forwards and backwards
-    for name in ("landscape", "short2"):
-        assert (tmp_path / "b4" / name / "quality.csv").read_text() == \
-            (tmp_path / "b1" / name / "quality.csv").read_text()
+    written = sorted(p.relative_to(tmp_path / "b1") for p in (tmp_path / "b1").rglob("*")
+                     if p.parent != tmp_path / "b1" and p.name != collection.MARKER)
+    assert len(written) == 5 * (1 + 3 + 3)  # quality.csv, 3 backward flows, 3 masks a clip
+    assert all((tmp_path / "b4" / f).read_bytes() == (tmp_path / "b1" / f).read_bytes() for f in written)
+    assert sorted(p.relative_to(tmp_path / "b4") for p in (tmp_path / "b4").rglob("*")
+                  if p.parent != tmp_path / "b4" and p.name != collection.MARKER) == written
 
 
 def test_a_clip_that_fails_in_a_group_fails_alone(clips, tmp_path, monkeypatch):
@@ -187,3 +193,17 @@ def test_a_model_run_that_fails_in_a_group_sends_its_clips_to_the_clip_by_clip_r
     same_rows(got, want)
     # group 1: runs 1, 2 (failed); clips 2, 3, 4 alone: one run each; group 2 (short2): one run
     assert four.runs == 2 + 3 + 1
+
+
+def test_clips_of_another_frame_size_run_in_a_stream_of_their_own(clips, tmp_path):
+    """Scored at their own size (no --new-size), the portrait clip (96x48) is not the landscape ones'
+    (48x96): within its group it runs in batches of its own; the rows are the clip-by-clip run's."""
+    folder, uv1, uv4 = clips
+    own = {"transpose_portrait": False, "output_size": OutputSize()}
+    _, want = score(uv1, tmp_path / "b1", folder / "good.txt", **own)
+    four = Counting()
+    _, got = score(uv4, tmp_path / "b4", folder / "good.txt", opener=four, **own)
+    same_rows(got, want)
+    assert {r["path"]: r["status"] for r in got}["portrait.mp4"] == "ok"
+    # group 1: landscape, landscape2, short (9 pairs at 48x96) and portrait (3 at 96x48); group 2: short2
+    assert four.runs == math.ceil(9 / 4) + 1 + 1
