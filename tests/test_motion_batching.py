@@ -90,8 +90,9 @@ def same_rows(got, want):
 
 def leftovers(out):
     """Clip folders without a marker, and files in them other than the markers (lock files included)."""
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if (p.is_dir() and not (p / collection.MARKER).exists())
-                  or (p.is_file() and p.parent != out and p.name != collection.MARKER))
+    marker = collection.MARKER
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if (p.is_dir() and not (p / marker).exists())
+                  or (p.is_file() and p.parent != out and p.name != marker))
 
 
 def test_grouped_clips_share_model_runs_and_give_the_same_rows(clips, tmp_path):

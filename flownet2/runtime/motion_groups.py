@@ -231,7 +231,7 @@ def _close_ended(worker, waiting, session, t0):
         if clip.error is not None:
             _fail(worker, clip, clip.error)
             continue
-        folder, marker = _paths(worker, clip)
+        marker = _paths(worker, clip)[1]
         try:
             predict.write_quality(clip.result, clip.source, _output(worker, clip), worker.outputs)
             atomic_save(marker, worker.marker(clip.job, clip.result, getattr(session, "label", None), clip.source))
