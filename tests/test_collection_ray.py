@@ -112,3 +112,11 @@ def test_motion_scores_on_ray_are_the_one_process_rows(local_ray, tmp_path, caps
                              capsys)
     assert code == 1 and "3 of 4 clip(s) scored" in out, err
     assert rows(tmp_path / "ray" / "motion.csv") == rows(tmp_path / "plain" / "motion.csv")
+    # a model of batch 4: each actor call runs a group of clips in shared batches (runtime/motion_groups.py)
+    model4 = uv_model(tmp_path / "uv4.onnx", batch=4)
+    argv[1] = model4
+    code, out, err = run_cli(argv + ["--output", tmp_path / "ray4", "--ray", "--accelerator", "cpu", "--workers", "2"],
+                             capsys)
+    assert code == 1 and "3 of 4 clip(s) scored" in out, err
+    assert "model opened 1 time(s)" in out  # the 4 clips are one group: one call, on one actor
+    assert rows(tmp_path / "ray4" / "motion.csv") == rows(tmp_path / "plain" / "motion.csv")

@@ -31,10 +31,10 @@ FPS = 12
 CLIPS = {"short.mkv": (25, "landscape"), "landscape.mp4": (36, "landscape"), "portrait.mp4": (31, "portrait")}
 
 
-def uv_model(path, size=SIZE):
+def uv_model(path, size=SIZE, batch=1):
     """Static ONNX model: flow = SCALE * (x1[:, 0], x2[:, 1]): each pair's two frames reach it, in order."""
     h, w = size
-    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, h, w]) for n, c in
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, c, h, w]) for n, c in
           (("x1", 3), ("x2", 3), ("flow", 2))]
     inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
              (("s0", [0]), ("e0", [1]), ("s1", [1]), ("e1", [2]), ("axes", [1]))]

@@ -148,6 +148,7 @@ class Worker:
         self.settings, self.opener = settings, opener
         self.outputs = settings.outputs()
         self._model = None
+        self.pending_loads = 0  # loads no outcome has counted yet (motion_groups.group_size opens the model)
 
     def model(self):
         """The FlowModel this worker runs, made once in its own process (a Ray worker: on its machine)."""
@@ -172,7 +173,7 @@ class Worker:
     def session(self, source):
         model = self.model()
         try:
-            return model.session(source.frame_size, source_size=source.size)
+            return model.session(source.frame_size, source_size=getattr(source, "size", None))
         except Exception as e:  # noqa: BLE001 - any backend's load error stops the run, in one line
             raise ModelError(str(e) if isinstance(e, Flownet2Error) else f"{model.model}: {type(e).__name__}: {e}") \
                 from None
@@ -181,7 +182,9 @@ class Worker:
         """Outcome of one video. What is no video's fault escapes, after clearing its partial files: an
         interrupt (Ctrl-C), the model (ModelError), the output folder (OutputError: full, read-only...)."""
         with output_faults(self.settings.output):
-            return self._run(job)
+            outcome = self._run(job)
+        outcome.loads, self.pending_loads = outcome.loads + self.pending_loads, 0
+        return outcome
 
     def _run(self, job):
         folder = os.path.join(self.settings.output, job.key)
@@ -201,15 +204,8 @@ class Worker:
             _clear(folder, marker)
             try:
                 result, source, session = self._predict(job, folder)
-                backend, precision = self.engine()
-                label, model_size = getattr(session, "label", None), tuple(session.size)
-                record = {"video": job.name, "pairs": result.pairs, "weights": label, **self.settings.record(),
-                          "engine": {"name": backend, "precision": precision,
-                                     "streams": getattr(session, "streams", 1)},
-                          **({"scores": result.quality} if result.quality is not None else {}),
-                          **({"motion": motion.clip_record(result.motion, source, model_ms=result.model_ms)}
-                             if result.motion is not None else {})}
-                atomic_save(marker, (json.dumps(record, indent=1) + "\n").encode())
+                model_size = tuple(session.size)
+                atomic_save(marker, self.marker(job, result, source, session))
                 failure = None
             except BaseException as e:  # noqa: BLE001 - nothing half-done stays behind, whatever stopped it
                 with contextlib.suppress(OSError):  # a read-only folder cannot be cleared
@@ -223,6 +219,25 @@ class Worker:
         return Outcome(job.key, job.name, "done", pairs=result.pairs, seconds=time.perf_counter() - t0,
                        model_ms=result.model_ms, loads=self.loads - loads, rotation=source.rotation,
                        model_size=model_size, decode_ms=1000 * getattr(source, "decode_s", 0.0))
+
+    def marker(self, job, result, source, session):
+        """The bytes of a finished video's marker: what it was made with, its scores."""
+        backend, precision = self.engine()
+        record = {"video": job.name, "pairs": result.pairs, "weights": getattr(session, "label", None),
+                  **self.settings.record(),
+                  "engine": {"name": backend, "precision": precision, "streams": getattr(session, "streams", 1)},
+                  **({"scores": result.quality} if result.quality is not None else {}),
+                  **({"motion": motion.clip_record(result.motion, source, model_ms=result.model_ms)}
+                     if result.motion is not None else {})}
+        return (json.dumps(record, indent=1) + "\n").encode()
+
+    def run_group(self, jobs):
+        """Outcomes of several clips' motion scores, their pairs run in one stream of batches
+        (runtime/motion_groups.py); the same markers, failures and locks as run() gives each."""
+        from .motion_groups import run_group  # it builds on this module
+
+        with output_faults(self.settings.output):
+            return run_group(self, jobs)
 
     def _predict(self, job, folder):
         s = self.settings
@@ -355,17 +370,20 @@ def write_quality_table(jobs, output, *, shard_spec=None):
 
 
 def run_jobs(jobs, worker, tally):
-    """The one-process loop; Ctrl-C drops the current video (its files cleared) and says how to resume."""
+    """The one-process loop; Ctrl-C drops the current video (its files cleared) and says how to resume.
+    Motion scores at a model batch above 1 run clips in groups (runtime/motion_groups.py)."""
     try:
-        for job in jobs:
-            tally.add(worker.run(job))
+        from .motion_groups import applies, outcomes  # it builds on this module
+
+        for outcome in outcomes(jobs, worker) if applies(worker.settings) else map(worker.run, jobs):
+            tally.add(outcome)
     except OutputError:
         tally.close()
         raise
     except KeyboardInterrupt:
         tally.close()
-        print(f"interrupted: {tally.counts['done']} video(s) finished in this run are kept; the one in "
-              "progress was cleared. Run the same command again to resume (finished videos are skipped).",
+        print(f"interrupted: {tally.counts['done']} video(s) finished in this run are kept; the one(s) in "
+              "progress were cleared. Run the same command again to resume (finished videos are skipped).",
               file=sys.stderr)
         raise
     tally.close()

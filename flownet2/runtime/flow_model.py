@@ -143,6 +143,10 @@ def stream(session, padder, pairs, *, two_way=False, keep_frames=False):
         thread.join()
 
 
+def _size_or_none(size):
+    return None if size is None else tuple(size)
+
+
 def put_unless_stopped(q, item, stop):
     """Put `item` on the bounded queue `q`, waiting while it is full; False (not put) once `stop` is set."""
     while not stop.is_set():
@@ -203,7 +207,7 @@ class FlowModel:
         if key not in self._sessions:
             session = self._opener(self.model, backend=self.backend, batch_size=self.batch_size, size=key,
                                    precision=self.precision, device=self.device, streams=self.streams,
-                                   frame_size=tuple(source_size or frame_size), announce=announce)
+                                   frame_size=_size_or_none(source_size or frame_size), announce=announce)
             if self.batch_size is not None and session.batch_size != self.batch_size:
                 raise Flownet2Error(f"{self.model}: the model runs batches of {session.batch_size}, "
                                     f"not {self.batch_size}")

@@ -350,10 +350,23 @@ def predict(session, source, *, output, outputs=None, size_mode="resize", progre
         if stages.error is not None:
             raise stages.error
     result.seconds = time.perf_counter() - t0
+    write_quality(result, source, output, outputs)
+    return result
+
+
+def write_quality(result, source, output, outputs):
+    """With quality scores: the source's quality.csv, and its summary in result.quality."""
     if outputs.quality and result.scores:
         names, scores = zip(*result.scores)
         result.quality = quality.write_video_table(quality_path(source, output), names=names, scores=scores)
-    return result
+
+
+def pair_writer(source, padder, output, outputs, *, result, weights=None):
+    """What predict() does with each pair's flow (writer.pair(i, flow, back, frames)), for a caller that
+    runs the model itself (runtime/motion_groups.py: the pairs of several clips in one stream of
+    batches); no progress bar, no video. Call write_quality() once the source's pairs are all in."""
+    return _Writer(source, padder, output, outputs, write_video=None, result=result, bar=tqdm(disable=True),
+                   weights=weights)
 
 
 def _maybe_video(path, fps):

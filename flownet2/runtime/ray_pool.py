@@ -5,12 +5,14 @@ a time; the driver keeps two queued per actor (one running, the next waiting, so
 round trip to the driver) and records outcomes as they come back. Ray sets CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES for
 an actor holding a GPU / NPU, so inside it the device is always 0. An actor that dies is restarted
 and its video retried: safe, because a video is finished only once its marker is written, and a
-video another worker holds is skipped (collection.Worker.run).
+video another worker holds is skipped (collection.Worker.run). Motion scores at a model batch above 1
+send a group of clips per call instead (collection.Worker.run_group, runtime/motion_groups.py).
 """
 import dataclasses
 import sys
 
 from ..errors import Flownet2Error, OutputError
+from . import motion_groups
 from .collection import Outcome, Worker
 
 RAY_HINT = 'pip install "ray[default]>=2.9"'
@@ -56,6 +58,12 @@ class _Actor:
     def run(self, job):
         return self.worker.run(job)
 
+    def run_group(self, jobs):
+        return self.worker.run_group(jobs)
+
+    def group_size(self):
+        return motion_groups.group_size(self.worker)
+
 
 def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, opener=None):
     """Run `jobs` on Ray (the cluster at `address`, RAY_ADDRESS's, or a new local one); outcomes go to
@@ -72,7 +80,8 @@ def run(jobs, settings, tally, *, address=None, workers=None, accelerator=None, 
         if kind != "cpu":
             settings = dataclasses.replace(settings, device=0)  # the one device Ray hands the actor
         actors = start_actors(ray, settings, options, min(count, len(jobs)), opener)
-        dispatch(ray, actors, list(jobs), tally)
+        group = _group_size(ray, actors[0], settings)
+        dispatch(ray, actors, list(jobs), tally, group=group)
     except OutputError:
         tally.close()  # the other workers' unfinished videos have no marker: the rerun redoes them
         raise
@@ -97,33 +106,48 @@ def start_actors(ray, settings, options, count, opener=None):
     return actors
 
 
-def dispatch(ray, actors, jobs, tally):
+def dispatch(ray, actors, jobs, tally, *, group=1):
     """IN_FLIGHT videos queued per actor (the next is already there when one finishes, so an actor
-    never waits on the driver); each finished one is replaced on the same actor."""
+    never waits on the driver); each finished one is replaced on the same actor. `group` > 1: each
+    call runs that many clips together (Worker.run_group); a call lost with its actor fails them all."""
     pending = {}
-    jobs.reverse()  # pop() from the end takes them in order
+    units = [jobs[i:i + group] for i in range(0, len(jobs), group)] if group > 1 else [[job] for job in jobs]
+    units.reverse()  # pop() from the end takes them in order
 
     def submit(actor):
-        if jobs:
-            job = jobs.pop()
-            pending[actor.run.remote(job)] = (actor, job)
+        if units:
+            unit = units.pop()
+            pending[actor.run_group.remote(unit) if group > 1 else actor.run.remote(unit[0])] = (actor, unit)
 
     for _ in range(IN_FLIGHT):
         for actor in actors:
             submit(actor)
     while pending:
         [ref], _ = ray.wait(list(pending), num_returns=1)
-        actor, job = pending.pop(ref)
+        actor, unit = pending.pop(ref)
         try:
-            outcome = ray.get(ref)
+            outcomes = ray.get(ref) if group > 1 else [ray.get(ref)]
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, Flownet2Error):  # the model, or the output folder: no video can run
                 raise type(e.cause)(str(e.cause)) from None  # the same kind: an OutputError exits 3
-            outcome = _failed(job, e)
+            outcomes = [_failed(job, e) for job in unit]
         except ray.exceptions.RayError as e:  # the actor died more often than it may restart
-            outcome = _failed(job, e)
-        tally.add(outcome)
+            outcomes = [_failed(job, e) for job in unit]
+        for outcome in outcomes:
+            tally.add(outcome)
         submit(actor)
+
+
+def _group_size(ray, actor, settings):
+    """Clips per call: motion scores at a model batch > 1 run a group (runtime/motion_groups.py), else 1."""
+    if not motion_groups.applies(settings):
+        return 1
+    try:
+        return ray.get(actor.group_size.remote())  # the actor opens its model to know its batch
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, Flownet2Error):  # the model cannot open: no video can run
+            raise type(e.cause)(str(e.cause)) from None
+        raise
 
 
 def _failed(job, error):
