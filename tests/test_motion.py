@@ -144,13 +144,18 @@ def test_sampling_rules_read_as_the_pipelines_do():
         sampling.parse_indices("0,10,10")
 
 
+def made_clips(tmp_path_factory, name):
+    """(a new folder, the clips made in its clips/ folder); skipped without the Sintel sample."""
+    if not MINI:
+        pytest.skip("needs the Sintel sample")
+    root = tmp_path_factory.mktemp(name)
+    return root, make_clips(root / "clips")
+
+
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     """The clips, a table of them (its own columns, not in sorted order) and a run of each rule."""
-    if not MINI:
-        pytest.skip("needs the Sintel sample")
-    root = tmp_path_factory.mktemp("motion")
-    clips = make_clips(root / "clips")
+    root, clips = made_clips(tmp_path_factory, "motion")
     table = clips / "meta.csv"
     table.write_text('path,caption,aes\nshort.mkv,"short, lossless",4.5\nlandscape.mp4,slides,5\n'
                      'corrupt.mp4,broken,1\nportrait.mp4,tall,3.25\n', encoding="utf-8")

@@ -11,8 +11,7 @@ import os
 import shutil
 
 import pytest
-from sintel_mini import MINI
-from test_motion import check_scores, make_clips, reference_scores, rows, uv_model
+from test_motion import check_scores, made_clips, reference_scores, rows, uv_model
 
 from flownet2.data import sampling
 from flownet2.errors import Flownet2Error
@@ -56,10 +55,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    if not MINI:
-        pytest.skip("needs the Sintel sample")
-    root = tmp_path_factory.mktemp("batching")
-    folder = make_clips(root / "clips")
+    root, folder = made_clips(tmp_path_factory, "batching")
     shutil.copy(folder / "landscape.mp4", folder / "landscape2.mp4")
     shutil.copy(folder / "short.mkv", folder / "short2.mkv")
     (folder / "good.txt").write_text("\n".join(GOOD) + "\n")

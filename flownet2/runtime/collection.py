@@ -11,7 +11,6 @@ several sharing it, off the same video; a run that finds a video held skips it.
 import contextlib
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,21 +21,18 @@ from .. import fileio
 from ..data import frames, sampling
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error, OutputError
-from ..fileio import atomic_save, folder_lock, output_fault, output_faults, remove_temporaries
+from ..fileio import atomic_save, folder_lock, output_faults
 from ..score import motion, quality
 from ..score.quality import ALPHA1, ALPHA2
 from ..sizes import OutputSize
 from . import predict
 from .flow_model import FlowModel
 from .jobs import Job, find_jobs, parse_shard, shard  # noqa: F401 - a collection's jobs (runtime/jobs.py)
+from .motion_groups import applies, outcomes, run_group
+from .outcomes import MARKER, ModelError, Outcome, clear, raise_unless_the_videos, reason  # noqa: F401
 from .outputs import Outputs
 
-MARKER = ".flownet2_done.json"
 SETTINGS_FILE = ".flownet2_collection.json"
-
-
-class ModelError(Flownet2Error):
-    """The model cannot be opened: not one video's fault, so the whole run stops."""
 
 
 @dataclass
@@ -93,21 +89,6 @@ class Settings:
 CHECKS = ("backward", "occlusion", "quality", "occ_alpha1", "occ_alpha2")  # flow checked without ground truth
 # what a settings file written before a setting existed meant by its absence
 _RECORD_DEFAULTS = Settings(model="", output="").record()
-
-
-@dataclass
-class Outcome:
-    key: str
-    name: str
-    status: str  # done, skipped (finished before), busy (another run holds it), failed
-    pairs: int = 0
-    seconds: float = 0.0
-    model_ms: float = 0.0
-    reason: str = ""
-    loads: int = 0  # models this worker opened for this job
-    rotation: int = 0  # degrees the video's display matrix turned its frames
-    model_size: tuple | None = None  # (height, width) the model ran at
-    decode_ms: float = 0.0  # motion scores: time spent decoding and resizing the sampled frames
 
 
 def check_inputs_kept(settings, path, jobs, shard_spec=None):
@@ -201,7 +182,7 @@ class Worker:
                 return Outcome(job.key, job.name, "busy")
             if not force and os.path.isfile(marker):  # finished while we waited for the lock
                 return Outcome(job.key, job.name, "skipped")
-            _clear(folder, marker)
+            clear(folder, marker)
             try:
                 result, source, session = self._predict(job, folder)
                 model_size = tuple(session.size)
@@ -209,9 +190,9 @@ class Worker:
                 failure = None
             except BaseException as e:  # noqa: BLE001 - nothing half-done stays behind, whatever stopped it
                 with contextlib.suppress(OSError):  # a read-only folder cannot be cleared
-                    _clear(folder, marker)
-                _raise_unless_the_videos(e, self.settings.output)
-                failure = Outcome(job.key, job.name, "failed", reason=_reason(e, job), loads=self.loads - loads)
+                    clear(folder, marker)
+                raise_unless_the_videos(e, self.settings.output)
+                failure = Outcome(job.key, job.name, "failed", reason=reason(e, job), loads=self.loads - loads)
         if failure is not None:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only when empty: a failed video leaves no folder for a reader to count
@@ -234,8 +215,6 @@ class Worker:
     def run_group(self, jobs):
         """Outcomes of several clips' motion scores, their pairs run in one stream of batches
         (runtime/motion_groups.py); the same markers, failures and locks as run() gives each."""
-        from .motion_groups import run_group  # it builds on this module
-
         with output_faults(self.settings.output):
             return run_group(self, jobs)
 
@@ -253,30 +232,6 @@ class Worker:
         result = predict.predict(session, source, output=output, outputs=self.outputs, size_mode=s.size_mode,
                                  progress=False)
         return result, source, session
-
-
-def _raise_unless_the_videos(error, output):
-    """Raise what no single video is to blame for, so the run stops: an interrupt, the model, the
-    output folder; return for the rest (a decoder's or a model run's error), recorded as the video's."""
-    if isinstance(error, ModelError) or not isinstance(error, Exception):
-        raise error
-    fault = output_fault(error, output)
-    if fault is not None:
-        raise fault from None
-
-
-def _clear(folder, marker):
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(marker)
-    predict.remove_video_outputs(folder)
-    remove_temporaries(folder)
-
-
-def _reason(error, job):
-    text = str(error) if isinstance(error, Flownet2Error) else f"{type(error).__name__}: {error}"
-    text = text.replace(job.video + ": ", "").replace(job.video, "the video")
-    text = re.sub(r"\[Errno -?\d+\] ", "", text)  # FFmpeg's error numbers say nothing to a reader
-    return " ".join(text.split()) or type(error).__name__
 
 
 # ----------------------------------------------------------------------------------- the run
@@ -373,7 +328,6 @@ def run_jobs(jobs, worker, tally):
     """The one-process loop; Ctrl-C drops the current video (its files cleared) and says how to resume.
     Motion scores at a model batch above 1 run clips in groups (runtime/motion_groups.py)."""
     try:
-        from .motion_groups import applies, outcomes  # it builds on this module
 
         for outcome in outcomes(jobs, worker) if applies(worker.settings) else map(worker.run, jobs):
             tally.add(outcome)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..data import meta_csv
 from ..fileio import check_inputs_kept
 from ..score import motion
-from .collection import MARKER
+from .outcomes import MARKER
 
 TABLE = "motion.csv"
 COPY_SUFFIX = "_flow"  # meta.csv -> meta_flow.csv, as Open-Sora names its scored copy

@@ -22,7 +22,7 @@ from ..data import sampling
 from ..errors import Flownet2Error
 from ..fileio import atomic_save, folder_lock
 from . import predict
-from .collection import MARKER, Outcome, _clear, _raise_unless_the_videos, _reason
+from .outcomes import MARKER, Outcome, clear, raise_unless_the_videos, reason
 from .flow_model import frame_pairs, stream
 from .jobs import Job
 
@@ -109,7 +109,7 @@ def run_group(worker, jobs):
         for clip in held:
             if clip.outcome is None:  # escaping: nothing half-done stays behind
                 with contextlib.suppress(OSError):
-                    _clear(*_paths(worker, clip))
+                    clear(*_paths(worker, clip))
                 _release(worker, clip)
     done.update((clip.job.key, clip.outcome) for clip in held)
     found = [done[job.key] for job in jobs]
@@ -141,7 +141,7 @@ def _hold(worker, job):
         if not force and os.path.isfile(marker):  # finished while we waited for the lock
             lock.close()
             return Outcome(job.key, job.name, "skipped")
-        _clear(os.path.dirname(marker), marker)
+        clear(os.path.dirname(marker), marker)
     except BaseException:
         lock.close()
         raise
@@ -180,11 +180,11 @@ def _run_clips(worker, clips, t0):
     try:
         _stream(worker, ready, session, padder, t0)
     except Exception as e:  # noqa: BLE001 - sorted below
-        _raise_unless_the_videos(e, worker.settings.output)
+        raise_unless_the_videos(e, worker.settings.output)
         for clip in ready:
             if clip.outcome is None:
                 with contextlib.suppress(OSError):
-                    _clear(*_paths(worker, clip))
+                    clear(*_paths(worker, clip))
                 _release(worker, clip)
                 clip.outcome = worker.run(clip.job)
 
@@ -219,7 +219,7 @@ def _pairs(clips, tags):
                 tags.append((clip, i))
                 clip.sent += 1
                 yield pair
-        except Exception as e:  # noqa: BLE001 - judged when the clip closes (collection._raise_unless_the_videos)
+        except Exception as e:  # noqa: BLE001 - judged when the clip closes (collection.raise_unless_the_videos)
             clip.error = e
         clip.ended = True
 
@@ -248,9 +248,9 @@ def _close_ended(worker, waiting, session, t0):
 def _fail(worker, clip, error):
     """Record the clip's failure with its reason, its folder cleared; what is no clip's fault is raised."""
     with contextlib.suppress(OSError):  # a read-only folder cannot be cleared
-        _clear(*_paths(worker, clip))
-    _raise_unless_the_videos(error, worker.settings.output)
-    clip.outcome = Outcome(clip.job.key, clip.job.name, "failed", reason=_reason(error, clip.job))
+        clear(*_paths(worker, clip))
+    raise_unless_the_videos(error, worker.settings.output)
+    clip.outcome = Outcome(clip.job.key, clip.job.name, "failed", reason=reason(error, clip.job))
     _release(worker, clip)
 
 

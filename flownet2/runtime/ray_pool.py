@@ -13,7 +13,8 @@ import sys
 
 from ..errors import Flownet2Error, OutputError
 from . import motion_groups
-from .collection import Outcome, Worker
+from .collection import Worker
+from .outcomes import Outcome
 
 RAY_HINT = 'pip install "ray[default]>=2.9"'
 RETRIES = 2  # actor restarts, and retries of the video it was running
