@@ -96,7 +96,8 @@ def main(argv=None):
         for name, clip, size in (
                 ("720p, --new-short (the model at the output's size)", "clip.mp4",
                  OutputSize(new_short=args.new_short)),
-                ("720p, --new-short --flow-at source", "clip.mp4", OutputSize(new_short=args.new_short, flow_at="source")),
+                ("720p, --new-short --flow-at source", "clip.mp4",
+                 OutputSize(new_short=args.new_short, flow_at="source")),
                 ("the clip shrunk beforehand, no flag", "small.mp4", OutputSize())):
             warm = model.session(OutputSize.frames_of(size, (720, 1280)) if clip == "clip.mp4" else small)
             warm.run([np.zeros(s, d) for _, s, d in warm.inputs])  # compiled and warm before the clock

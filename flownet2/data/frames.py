@@ -242,7 +242,8 @@ def resize_frame(rgb, size, *, antialias=False):
     the frames written after a model run at the source's size). antialias=True: where a side shrinks,
     bilinear whose kernel widens with the shrink factor (Pillow's BILINEAR, torch's antialias=True), so a
     frame shrunk before the model keeps no aliasing a plain 2x2 lookup would add; enlarging both sides,
-    which has nothing to alias, OpenCV's bilinear as above. float32 frames stay float32 (each channel resampled in Pillow's float mode).
+    which has nothing to alias, OpenCV's bilinear as above. float32 frames stay float32 (each channel
+    resampled in Pillow's float mode).
     """
     if rgb.shape[:2] == tuple(size):
         return rgb
@@ -259,8 +260,8 @@ def _resize_antialiased(rgb, size):
     wh = (size[1], size[0])
     if rgb.dtype == np.uint8:
         return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(wh, Image.BILINEAR))
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c], np.float32), "F").resize(wh, Image.BILINEAR))
-                for c in range(rgb.shape[2])]
+    channels = [Image.fromarray(np.ascontiguousarray(rgb[..., c], np.float32), "F") for c in range(rgb.shape[2])]
+    channels = [np.asarray(c.resize(wh, Image.BILINEAR)) for c in channels]
     return np.stack(channels, axis=-1)
 
 
