@@ -21,7 +21,7 @@ from .. import fileio
 from ..data import frames, sampling
 from ..data.flow_formats import DEFAULT_BOUND, FlowFormat
 from ..errors import Flownet2Error, OutputError
-from ..fileio import atomic_save, folder_lock, output_faults
+from ..fileio import atomic_save, output_faults
 from ..score import motion, quality
 from ..score.quality import ALPHA1, ALPHA2
 from ..sizes import OutputSize
@@ -29,7 +29,7 @@ from . import predict
 from .flow_model import FlowModel
 from .jobs import Job, find_jobs, parse_shard, shard  # noqa: F401 - a collection's jobs (runtime/jobs.py)
 from .motion_groups import applies, outcomes, run_group
-from .outcomes import MARKER, ModelError, Outcome, clear, raise_unless_the_videos, reason  # noqa: F401
+from .outcomes import MARKER, ModelError, Outcome, clear, hold, raise_unless_the_videos, reason  # noqa: F401
 from .outputs import Outputs
 
 SETTINGS_FILE = ".flownet2_collection.json"
@@ -170,19 +170,12 @@ class Worker:
     def _run(self, job):
         folder = os.path.join(self.settings.output, job.key)
         marker = os.path.join(folder, MARKER)
-        force = self.settings.force
-        if not force and os.path.isfile(marker):
-            return Outcome(job.key, job.name, "skipped")
         loads = self.loads
         t0 = time.perf_counter()
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(folder_lock(folder, "another collection run"))
-            except Flownet2Error:
-                return Outcome(job.key, job.name, "busy")
-            if not force and os.path.isfile(marker):  # finished while we waited for the lock
-                return Outcome(job.key, job.name, "skipped")
-            clear(folder, marker)
+        held = hold(job, folder, force=self.settings.force)
+        if isinstance(held, Outcome):  # skipped or busy
+            return held
+        with held:
             try:
                 result, source, session = self._predict(job, folder)
                 model_size = tuple(session.size)

@@ -19,10 +19,9 @@ import types
 from dataclasses import dataclass, field
 
 from ..data import sampling
-from ..errors import Flownet2Error
-from ..fileio import atomic_save, folder_lock
+from ..fileio import atomic_save
 from . import predict
-from .outcomes import MARKER, Outcome, clear, raise_unless_the_videos, reason
+from .outcomes import MARKER, Outcome, clear, hold, raise_unless_the_videos, reason
 from .flow_model import frame_pairs, stream
 from .jobs import Job
 
@@ -129,23 +128,8 @@ def _output(worker, clip):
 
 def _hold(worker, job):
     """A _Clip holding the clip's lock, its folder cleared; or its Outcome (skipped, busy)."""
-    marker, force = _marker(worker, job), worker.settings.force
-    if not force and os.path.isfile(marker):
-        return Outcome(job.key, job.name, "skipped")
-    lock = contextlib.ExitStack()
-    try:
-        lock.enter_context(folder_lock(os.path.dirname(marker), "another collection run"))
-    except Flownet2Error:
-        return Outcome(job.key, job.name, "busy")
-    try:
-        if not force and os.path.isfile(marker):  # finished while we waited for the lock
-            lock.close()
-            return Outcome(job.key, job.name, "skipped")
-        clear(os.path.dirname(marker), marker)
-    except BaseException:
-        lock.close()
-        raise
-    return _Clip(job, lock)
+    held = hold(job, os.path.dirname(_marker(worker, job)), force=worker.settings.force)
+    return held if isinstance(held, Outcome) else _Clip(job, held)
 
 
 def _open(worker, clip):
@@ -165,23 +149,20 @@ def _run_clips(worker, clips, t0):
     decoding (the model's run, a frame the model cannot take) sends the clips not finished back to
     the clip-by-clip run, so that each failure is its own clip's."""
     session = worker.session(clips[0].source)  # ModelError: the run stops
-    ready = []
-    for clip in clips:
-        try:
-            padder = worker.model().padder(clip.source.frame_size, session, name=clip.source.path)
-        except Exception as e:  # noqa: BLE001 - pad mode and a frame larger than the model: this clip's
+    try:  # one frame size, one padder
+        padder = worker.model().padder(clips[0].source.frame_size, session, name=clips[0].source.path)
+    except Exception as e:  # noqa: BLE001 - pad mode and frames larger than the model: each clip's failure
+        for clip in clips:
             _fail(worker, clip, e)
-            continue
+        return
+    for clip in clips:
         clip.writer = predict.pair_writer(clip.source, padder, _output(worker, clip), worker.outputs,
                                           result=clip.result, weights=getattr(session, "label", None))
-        ready.append(clip)
-    if not ready:
-        return
     try:
-        _stream(worker, ready, session, padder, t0)
+        _stream(worker, clips, session, padder, t0)
     except Exception as e:  # noqa: BLE001 - sorted below
         raise_unless_the_videos(e, worker.settings.output)
-        for clip in ready:
+        for clip in clips:
             if clip.outcome is None:
                 with contextlib.suppress(OSError):
                     clear(*_paths(worker, clip))

@@ -1,14 +1,14 @@
 """What became of one video of a collection: its Outcome, its marker's name, the errors that stop a
-whole run (the model, the output folder, an interrupt) against those that are one video's own, and
-clearing what a video left half-done. Shared by the clip-by-clip run (collection.Worker) and the
-grouped motion-score run (motion_groups)."""
+whole run (the model, the output folder, an interrupt) against those that are one video's own, taking
+a video's folder for a run (its lock) and clearing what a video left half-done. Shared by the
+clip-by-clip run (collection.Worker) and the grouped motion-score run (motion_groups)."""
 import contextlib
 import os
 import re
 from dataclasses import dataclass
 
 from ..errors import Flownet2Error
-from ..fileio import output_fault, remove_temporaries
+from ..fileio import folder_lock, output_fault, remove_temporaries
 from . import predict
 
 MARKER = ".flownet2_done.json"  # written last in a finished video's folder
@@ -55,3 +55,26 @@ def reason(error, job):
     text = text.replace(job.video + ": ", "").replace(job.video, "the video")
     text = re.sub(r"\[Errno -?\d+\] ", "", text)  # FFmpeg's error numbers say nothing to a reader
     return " ".join(text.split()) or type(error).__name__
+
+
+def hold(job, folder, *, force=False):
+    """Take a video's folder for a run: an ExitStack holding its lock (fileio.folder_lock), the folder
+    cleared of what an earlier, unfinished run left; or the Outcome that says why not: skipped (its
+    marker is there, unless `force`), busy (another run holds it)."""
+    marker = os.path.join(folder, MARKER)
+    if not force and os.path.isfile(marker):
+        return Outcome(job.key, job.name, "skipped")
+    lock = contextlib.ExitStack()
+    try:
+        lock.enter_context(folder_lock(folder, "another collection run"))
+    except Flownet2Error:
+        return Outcome(job.key, job.name, "busy")
+    try:
+        if not force and os.path.isfile(marker):  # finished while we waited for the lock
+            lock.close()
+            return Outcome(job.key, job.name, "skipped")
+        clear(folder, marker)
+    except BaseException:
+        lock.close()
+        raise
+    return lock
